@@ -1,0 +1,196 @@
+"""The ``ingest`` command line. Every IngestError becomes one line on stderr and its exit code."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from ingest import logs
+from ingest.errors import IngestError
+from ingest.settings import Settings, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Context:
+    def __init__(self, debug: bool) -> None:
+        self.debug = debug
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings()
+        return self._settings
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.option("--json-logs/--text-logs", default=None, help="Log format (default: JSON unless stderr is a terminal).")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, json_logs: bool | None) -> None:
+    """Keep a STAC catalogue of Sentinel products filled and true."""
+    ctx.obj = Context(debug)
+    logs.setup("DEBUG" if debug else "INFO", json_lines=json_logs)
+
+
+def _echo_json(doc: Any) -> None:
+    click.echo(json.dumps(doc, indent=2, default=str))
+
+
+# ----------------------------------------------------------------------------- stack
+
+
+@cli.group()
+def stack() -> None:
+    """The local development stack: PostgreSQL+PostGIS+pgstac and an S3 server (moto)."""
+
+
+def _stack_config(settings: Settings) -> Any:
+    from ingest.stack import StackConfig
+
+    return StackConfig(
+        root=settings.stack_dir, pg_port=settings.stack_pg_port, s3_port=settings.stack_s3_port,
+        bucket=settings.s3_bucket, region=settings.s3_region,
+    )
+
+
+@stack.command("up")
+@pass_ctx
+def stack_up(c: Context) -> None:
+    """Start (or confirm) the stack, migrate pgstac and the ingest schema, create the bucket."""
+    from ingest import stack as st
+
+    status = st.up(_stack_config(c.settings))
+    click.echo(f"stack up: PostgreSQL pid {status.postgres_pid} on 127.0.0.1:{status.postgres_port}, "
+               f"S3 pid {status.s3_pid} on 127.0.0.1:{status.s3_port}; settings in {status.env_file}")
+
+
+@stack.command("down")
+@click.option("--purge", is_flag=True, help="Also delete the stack directory (database and logs).")
+@pass_ctx
+def stack_down(c: Context, purge: bool) -> None:
+    """Stop exactly the processes `stack up` started."""
+    from ingest import stack as st
+
+    stopped = st.down(_stack_config(c.settings), purge=purge)
+    what = [k for k, v in stopped.items() if v]
+    click.echo(f"stopped: {', '.join(what) if what else 'nothing was running'}" + (" (purged)" if purge else ""))
+
+
+@stack.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def stack_status(c: Context, as_json: bool) -> None:
+    """Say what is running; exit 1 unless everything is."""
+    from ingest import stack as st
+
+    status = st.status(_stack_config(c.settings))
+    if as_json:
+        _echo_json(status.as_dict())
+    else:
+        for name, doc in status.as_dict().items():
+            if isinstance(doc, dict):
+                state = f"running (pid {doc['pid']}, port {doc['port']})" if doc["running"] else "stopped"
+                click.echo(f"{name:9} {state}")
+    sys.exit(0 if status.running else 1)
+
+
+# ----------------------------------------------------------------------------- collections
+
+
+@cli.group()
+def collections() -> None:
+    """Collection specs in collections/*.yaml."""
+
+
+@collections.command("validate")
+@click.argument("files", nargs=-1, type=click.Path(path_type=__import__("pathlib").Path))
+@pass_ctx
+def collections_validate(c: Context, files: tuple[Any, ...]) -> None:
+    """Check every collection file (or the given ones); name the file and field of each error."""
+    from ingest import collections as col
+    from ingest.stac_validation import validate_collection
+
+    paths = list(files) or sorted(c.settings.collections_dir.glob("*.yaml"))
+    if not paths:
+        raise IngestError(f"{c.settings.collections_dir}: no collection files (*.yaml)")
+    failures = 0
+    for path in paths:
+        try:
+            spec = col.load_spec(path)
+            validate_collection(spec.stac_collection(), source=str(path))
+        except IngestError as exc:
+            failures += 1
+            click.echo(f"error: {exc}", err=True)
+            continue
+        click.echo(f"ok     {path} ({spec.id}: {len(spec.stac.item_assets)} item assets)")
+    if failures:
+        sys.exit(78)
+
+
+@collections.command("sync")
+@click.argument("ids", nargs=-1)
+@pass_ctx
+def collections_sync(c: Context, ids: tuple[str, ...]) -> None:
+    """Upsert the collections (all, or the given ids) into pgstac."""
+    from ingest import collections as col
+    from ingest.catalog import sync_collections
+
+    specs = col.load_all(c.settings.collections_dir)
+    if ids:
+        missing = sorted(set(ids) - set(specs))
+        if missing:
+            raise IngestError(f"unknown collection(s): {', '.join(missing)} (known: {', '.join(sorted(specs))})")
+        specs = {k: v for k, v in specs.items() if k in ids}
+    synced = sync_collections(c.settings, list(specs.values()))
+    for cid in synced:
+        click.echo(f"synced {cid}")
+
+
+@collections.command("list")
+@pass_ctx
+def collections_list(c: Context) -> None:
+    """List the collection specs and whether each is in pgstac."""
+    from ingest import collections as col
+    from ingest.adapters import pgstac
+
+    specs = col.load_all(c.settings.collections_dir)
+    in_db = set(pgstac.collection_ids(c.settings.require_database_url()))
+    for cid, spec in specs.items():
+        trig = spec.harvest.cron or f"every {spec.harvest.interval}"
+        click.echo(f"{cid:18} {'in pgstac' if cid in in_db else 'NOT SYNCED':10} {spec.source.eodag_collection:12} harvest {trig}")
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def main(argv: list[str] | None = None) -> None:
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="ingest", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except IngestError as exc:
+        if debug:
+            raise
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(0)

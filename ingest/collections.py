@@ -1,0 +1,266 @@
+"""Collection specs: one YAML file per collection under ``collections/``, read into typed models.
+
+A spec says everything the daemon needs to know about a collection: its STAC metadata (what is
+published), where products come from (EODAG collection and provider, search filters), how bands are
+turned into COGs, when to harvest, and what to keep (retention). Errors name the file and the field.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ingest.errors import CollectionSpecError
+
+STAC_VERSION = "1.1.0"
+_DURATION = re.compile(r"^\s*(?:P(?:(?P<pw>\d+)W)?(?:(?P<pd>\d+)D)?(?:T(?:(?P<ph>\d+)H)?(?:(?P<pm>\d+)M)?)?|(?P<n>\d+)\s*(?P<u>[smhdw]))\s*$", re.I)
+_UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """'90d', '12h', '2w', or ISO 8601 'P90D' / 'PT6H' into a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str) or not (m := _DURATION.match(value)) or value.strip().upper() == "P":
+        raise ValueError(f"not a duration: {value!r} (use e.g. '90d', '12h', 'P90D')")
+    if m.group("n"):
+        return timedelta(**{_UNIT[m.group("u").lower()]: int(m.group("n"))})
+    parts = {k: int(v) for k, v in m.groupdict().items() if v and k.startswith("p")}
+    if not parts:
+        raise ValueError(f"not a duration: {value!r}")
+    return timedelta(weeks=parts.get("pw", 0), days=parts.get("pd", 0), hours=parts.get("ph", 0), minutes=parts.get("pm", 0))
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+_CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?]+$")
+
+
+def _check_cron(expr: str) -> str:
+    fields = expr.split()
+    if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+        raise ValueError(f"not a 5-field cron expression: {expr!r}")
+    from apscheduler.triggers.cron import CronTrigger
+
+    CronTrigger.from_crontab(expr)  # raises ValueError with the reason
+    return expr
+
+
+Cron = Annotated[str, BeforeValidator(lambda v: _check_cron(str(v)))]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProviderContact(_Strict):
+    name: str
+    roles: list[Literal["licensor", "producer", "processor", "host"]] = Field(min_length=1)
+    url: str | None = None
+    description: str | None = None
+
+
+class StacMetadata(_Strict):
+    title: str = Field(min_length=1)
+    description: str = Field(min_length=1)
+    license: str = Field(min_length=1, description="SPDX id, or 'other' with a license link")
+    keywords: list[str] = []
+    providers: list[ProviderContact] = Field(min_length=1)
+    stac_extensions: list[str] = []
+    summaries: dict[str, Any] = {}
+    item_assets: dict[str, dict[str, Any]] = Field(min_length=1)
+    links: list[dict[str, Any]] = []
+    start: date = Field(description="start of the collection's temporal extent before any item is loaded")
+
+    @field_validator("stac_extensions")
+    @classmethod
+    def _url_form(cls, v: list[str]) -> list[str]:
+        # brokers re-validate with stac-pydantic, which wants URL-form extension ids
+        for ext in v:
+            if not ext.startswith("https://"):
+                raise ValueError(f"extension must be a schema URL, got {ext!r}")
+        return v
+
+    @field_validator("item_assets")
+    @classmethod
+    def _asset_roles(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for key, asset in v.items():
+            roles = asset.get("roles")
+            if not isinstance(roles, list) or not roles:
+                raise ValueError(f"item_assets.{key}: needs a non-empty 'roles' list")
+            if "href" in asset:
+                raise ValueError(f"item_assets.{key}: item_assets must not carry an href")
+        return v
+
+
+class Source(_Strict):
+    eodag_collection: str = Field(min_length=1, description="EODAG collection id, e.g. S2_MSI_L2A")
+    provider: str | None = Field(default=None, description="EODAG provider; settings.provider when empty")
+    filters: dict[str, Any] = Field(default_factory=dict, description="extra search parameters")
+    bbox: tuple[float, float, float, float] | None = None
+
+    @field_validator("bbox")
+    @classmethod
+    def _bbox(cls, v: tuple[float, float, float, float] | None) -> tuple[float, float, float, float] | None:
+        if v is not None:
+            w, s, e, n = v
+            if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s < n <= 90):
+                raise ValueError("bbox must be [west, south, east, north] in degrees with south < north")
+        return v
+
+
+class Harvest(_Strict):
+    enabled: bool = True
+    cron: Cron | None = None
+    interval: Duration | None = None
+    overlap: Duration = Field(default=timedelta(days=2), description="re-read this much before the watermark")
+    max_products: int = Field(default=500, ge=1, description="products taken per harvest run")
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> Harvest:
+        if (self.cron is None) == (self.interval is None):
+            raise ValueError("give exactly one of 'cron' or 'interval'")
+        return self
+
+
+BandKind = Literal["reflectance", "backscatter", "atmosphere", "classification", "mask", "visual"]
+Resampling = Literal["nearest", "average", "mode", "bilinear", "cubic", "gauss", "rms"]
+
+
+class CogProfile(_Strict):
+    compress: Literal["deflate", "zstd", "lzw"] = "deflate"
+    level: int | None = Field(default=None, ge=1, le=22)
+    predictor: Literal[1, 2, 3] = 2
+    blocksize: int = Field(default=512, ge=128, le=4096, multiple_of=16)
+    overview_levels: int | None = Field(default=None, ge=0, le=12, description="None: until the image fits a block")
+    resampling: dict[BandKind, Resampling] = Field(
+        default_factory=lambda: {
+            "reflectance": "average", "backscatter": "average", "atmosphere": "average",
+            "classification": "nearest", "mask": "nearest", "visual": "average",
+        }
+    )
+    bands: dict[str, BandKind] = Field(default_factory=dict, description="asset key -> band kind")
+    default_kind: BandKind = "reflectance"
+
+    def kind_of(self, asset_key: str) -> BandKind:
+        return self.bands.get(asset_key, self.default_kind)
+
+    def resampling_for(self, asset_key: str) -> Resampling:
+        return self.resampling.get(self.kind_of(asset_key), "nearest")
+
+
+class Retention(_Strict):
+    enabled: bool = False
+    max_age: Duration | None = None
+    anchor: Literal["sensing", "ingestion"] = "sensing"
+    area: dict[str, Any] | None = Field(default=None, description="GeoJSON geometry to keep")
+    keep_latest: int = Field(default=0, ge=0)
+    schedule: Cron = "30 3 * * *"
+
+    @field_validator("area")
+    @classmethod
+    def _geojson(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is None:
+            return v
+        from shapely.geometry import shape
+
+        if v.get("type") not in {"Polygon", "MultiPolygon"}:
+            raise ValueError("area must be a GeoJSON Polygon or MultiPolygon")
+        try:
+            geom = shape(v)
+        except Exception as exc:  # shapely raises several types for bad coordinates
+            raise ValueError(f"area is not valid GeoJSON: {exc}") from None
+        if not geom.is_valid or geom.is_empty:
+            raise ValueError("area geometry is empty or invalid")
+        return v
+
+    @model_validator(mode="after")
+    def _something_to_enforce(self) -> Retention:
+        if self.enabled and self.max_age is None and self.area is None:
+            raise ValueError("an enabled policy needs 'max_age' and/or 'area'")
+        return self
+
+
+class CollectionSpec(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]{1,62}$")
+    stac: StacMetadata
+    source: Source
+    harvest: Harvest
+    cog: CogProfile = CogProfile()
+    retention: Retention = Retention()
+    path: Path | None = Field(default=None, exclude=True)
+
+    def stac_collection(self) -> dict[str, Any]:
+        """The STAC Collection document published for this spec (extent is refreshed after loads)."""
+        s = self.stac
+        return {
+            "type": "Collection",
+            "stac_version": STAC_VERSION,
+            "stac_extensions": list(s.stac_extensions),
+            "id": self.id,
+            "title": s.title,
+            "description": s.description,
+            "license": s.license,
+            "keywords": list(s.keywords),
+            "providers": [p.model_dump(exclude_none=True) for p in s.providers],
+            "extent": {
+                "spatial": {"bbox": [list(self.source.bbox or (-180.0, -90.0, 180.0, 90.0))]},
+                "temporal": {"interval": [[f"{s.start.isoformat()}T00:00:00Z", None]]},
+            },
+            "summaries": dict(s.summaries),
+            "item_assets": {k: dict(v) for k, v in s.item_assets.items()},
+            "links": [dict(link) for link in s.links],
+        }
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def load_spec(path: Path) -> CollectionSpec:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CollectionSpecError(f"{path}: no such collection file") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise CollectionSpecError(f"{path}:{where} not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise CollectionSpecError(f"{path}: expected a mapping at the top level")
+    try:
+        spec = CollectionSpec.model_validate({**raw, "path": path})
+    except ValidationError as exc:
+        errs = [f"{_format_loc(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise CollectionSpecError(f"{path}: " + "; ".join(errs)) from None
+    if spec.id != path.stem:
+        raise CollectionSpecError(f"{path}: id: '{spec.id}' must equal the file name '{path.stem}'")
+    return spec
+
+
+def load_all(directory: Path) -> dict[str, CollectionSpec]:
+    if not directory.is_dir():
+        raise CollectionSpecError(f"{directory}: collections directory not found")
+    files = sorted(p for p in directory.glob("*.yaml"))
+    if not files:
+        raise CollectionSpecError(f"{directory}: no collection files (*.yaml)")
+    specs: dict[str, CollectionSpec] = {}
+    for f in files:
+        spec = load_spec(f)
+        specs[spec.id] = spec
+    return specs
+
+
+def get(directory: Path, collection_id: str) -> CollectionSpec:
+    path = directory / f"{collection_id}.yaml"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in directory.glob("*.yaml"))) or "none"
+        raise CollectionSpecError(f"unknown collection '{collection_id}' (known: {known})")
+    return load_spec(path)

@@ -1,0 +1,82 @@
+"""The IngestError tree.
+
+Every error the daemon raises on purpose is an IngestError: it carries a one-line message meant for
+an operator, whether trying again later can help (``retryable``), and the process exit code the CLI
+uses (sysexits values, so shell scripts and supervisors can tell config errors from outages).
+Library exceptions are translated into these at the adapter boundary.
+"""
+
+from __future__ import annotations
+
+
+class IngestError(Exception):
+    exit_code = 70  # EX_SOFTWARE
+    retryable = False
+
+    def __init__(self, message: str, *, product_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.product_id = product_id
+
+    def __str__(self) -> str:
+        if self.product_id:
+            return f"{self.product_id}: {self.message}"
+        return self.message
+
+
+class ConfigError(IngestError):
+    """A setting or a collection file is wrong: fixing the configuration is the only cure."""
+
+    exit_code = 78  # EX_CONFIG
+
+
+class CollectionSpecError(ConfigError):
+    """A collection file is missing or malformed; the message names the file and the field."""
+
+
+class UnavailableError(IngestError):
+    """A service we depend on does not answer; the same call may work later."""
+
+    exit_code = 69  # EX_UNAVAILABLE
+    retryable = True
+
+
+class DatabaseUnavailable(UnavailableError):
+    pass
+
+
+class StorageUnavailable(UnavailableError):
+    pass
+
+
+class ProviderUnavailable(UnavailableError):
+    pass
+
+
+class StackError(IngestError):
+    """The local development stack could not be started, stopped or inspected."""
+
+    exit_code = 71  # EX_OSERR
+
+
+class InvalidProduct(IngestError):
+    """The product itself is bad (corrupt archive, checksum mismatch, hostile paths, bad metadata).
+
+    Terminal: trying again downloads the same bad bytes.
+    """
+
+    exit_code = 65  # EX_DATAERR
+
+
+class TransientProductError(IngestError):
+    """A product step failed for a reason that may pass (truncated download, 5xx, timeout)."""
+
+    exit_code = 75  # EX_TEMPFAIL
+    retryable = True
+
+
+class StateConflict(IngestError):
+    """A guarded state transition found the product in another state than expected."""
+
+    exit_code = 75
+    retryable = False

@@ -1,0 +1,131 @@
+"""Process-wide settings: environment variables with the ``INGEST_`` prefix, then ``.env`` files.
+
+Precedence (highest first): real environment, ``.env`` in the working directory, the connection file
+that ``ingest stack up`` writes (``<stack_dir>/stack.env``), the defaults below. Secrets are
+``SecretStr``: they print as ``**********`` and are only unwrapped at the adapter that needs them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ingest.errors import ConfigError
+
+ENV_PREFIX = "INGEST_"
+DEFAULT_STACK_DIR = Path(".stack")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=(str(DEFAULT_STACK_DIR / "stack.env"), ".env"),
+        env_file_encoding="utf-8",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    # --- database (PostgreSQL + PostGIS + pgstac; the ingest schema lives beside pgstac) ---
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL DSN (postgresql://user:password@host:port/db). "
+        "Written to <stack_dir>/stack.env by `ingest stack up` for the local stack.",
+    )
+    db_connect_timeout_s: int = Field(default=5, ge=1)
+
+    # --- object store ---
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint for non-AWS stores (MinIO, Ceph, moto); empty for AWS."
+    )
+    s3_region: str = "us-east-1"
+    s3_bucket: str = "eo-catalogue"
+    s3_prefix: str = Field(default="ingest", description="Key prefix under which every object is written.")
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    public_base_url: str | None = Field(
+        default=None, description="HTTPS base that serves the bucket; assets get HTTPS hrefs when set."
+    )
+
+    # --- provider (EODAG) ---
+    provider: str = Field(default="local", description="Provider name used for every collection by default.")
+    provider_url: str = Field(
+        default="http://127.0.0.1:55800", description="STAC API root of the 'local' provider."
+    )
+
+    # --- files ---
+    collections_dir: Path = Path("collections")
+    work_dir: Path = Path(".work")
+    stack_dir: Path = DEFAULT_STACK_DIR
+
+    # --- local stack ports (only used by `ingest stack`) ---
+    stack_pg_port: int = Field(default=55432, ge=1024, le=65535)
+    stack_s3_port: int = Field(default=55900, ge=1024, le=65535)
+
+    log_level: str = "INFO"
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, v: str) -> str:
+        v = v.upper()
+        if v not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return v
+
+    def require_database_url(self) -> str:
+        if self.database_url is None:
+            raise ConfigError(
+                "no database configured: run `ingest stack up` for the local stack or set INGEST_DATABASE_URL"
+            )
+        return self.database_url.get_secret_value()
+
+
+def _unknown_env_settings(environ: dict[str, str]) -> list[str]:
+    """pydantic-settings silently ignores unknown prefixed variables; a typo deserves an error."""
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    return sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in known)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings, turning every validation problem into one ConfigError line."""
+    unknown = _unknown_env_settings(dict(os.environ))
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in the environment: {', '.join(unknown)}")
+    # the stack's connection file follows INGEST_STACK_DIR; .env (later) wins over it
+    stack_dir = Path(os.environ.get(ENV_PREFIX + "STACK_DIR", str(DEFAULT_STACK_DIR)))
+    env_files = (str(stack_dir / "stack.env"), ".env")
+    try:
+        return Settings(_env_file=env_files, **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "?"
+            name = ENV_PREFIX + loc.upper() if err["type"] != "extra_forbidden" else loc
+            msg = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
+            problems.append(f"{name}: {msg}")
+        raise ConfigError("invalid settings: " + "; ".join(problems)) from None
+
+
+def redact_dsn(dsn: str) -> str:
+    """A DSN safe to print: the password, if any, replaced by ***."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.rsplit("@", 1)
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
+
+
+def scrub(text: str, *secrets: SecretStr | str | None) -> str:
+    """Remove every given secret from a message (library errors sometimes echo DSNs)."""
+    for s in secrets:
+        if s is None:
+            continue
+        value = s.get_secret_value() if isinstance(s, SecretStr) else s
+        if value:
+            text = text.replace(value, "***")
+    return text

@@ -1,0 +1,49 @@
+"""Connections to PostgreSQL: psycopg for the daemon, a SQLAlchemy URL for alembic.
+
+Connection failures are translated into DatabaseUnavailable with a message that names host, port
+and database but never the password.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
+import psycopg
+
+from ingest.errors import DatabaseUnavailable
+from ingest.settings import Settings, load_settings, redact_dsn, scrub
+
+
+def describe_dsn(dsn: str) -> str:
+    p = urlsplit(dsn)
+    return f"{p.hostname or 'localhost'}:{p.port or 5432}/{p.path.lstrip('/') or '?'}"
+
+
+def dsn_password(dsn: str) -> str | None:
+    return urlsplit(dsn).password
+
+
+@contextmanager
+def connect(settings: Settings | None = None, *, dsn: str | None = None, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+    settings = settings or load_settings()
+    dsn = dsn or settings.require_database_url()
+    try:
+        conn = psycopg.connect(dsn, autocommit=autocommit, connect_timeout=settings.db_connect_timeout_s)
+    except psycopg.OperationalError as exc:
+        detail = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, dsn, dsn_password(dsn))
+        raise DatabaseUnavailable(f"database {describe_dsn(dsn)} unreachable: {detail}") from None
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def sqlalchemy_url(settings: Settings | None = None, *, dsn: str | None = None) -> str:
+    if dsn is None:
+        dsn = (settings or load_settings()).require_database_url()
+    scheme, rest = dsn.split("://", 1)
+    if scheme not in {"postgresql", "postgres", "postgresql+psycopg"}:
+        raise DatabaseUnavailable(f"unsupported database URL scheme in {redact_dsn(dsn)}")
+    return "postgresql+psycopg://" + rest

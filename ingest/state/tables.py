@@ -1,0 +1,85 @@
+"""Tables of the ``ingest`` schema. Alembic migrations must produce exactly these (drift test)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from ingest.state.machine import State
+
+SCHEMA = "ingest"
+metadata = MetaData(schema=SCHEMA)
+
+_STATES = ", ".join(f"'{s.value}'" for s in State)
+
+products = Table(
+    "products",
+    metadata,
+    Column("id", Text, primary_key=True, comment="upstream product id (the provider's title)"),
+    Column("collection", Text, nullable=False),
+    Column("provider", Text, nullable=False),
+    Column("state", Text, nullable=False, server_default=text("'discovered'")),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("last_error", Text),
+    Column("upstream_checksum", Text, comment="provider checksum of the archive (multihash hex)"),
+    Column("size_bytes", BigInteger),
+    Column("download_url", Text),
+    Column("published_at", DateTime(timezone=True), comment="provider publication time"),
+    Column("sensing_at", DateTime(timezone=True)),
+    Column("footprint", JSONB, comment="GeoJSON geometry announced by the provider"),
+    Column("s3_prefix", Text),
+    Column("item_id", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint(f"state IN ({_STATES})", name="products_state_check"),
+    CheckConstraint("attempts >= 0", name="products_attempts_check"),
+)
+Index("products_collection_state_idx", products.c.collection, products.c.state)
+Index("products_state_next_attempt_idx", products.c.state, products.c.next_attempt_at)
+Index("products_collection_published_idx", products.c.collection, products.c.published_at)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("product_id", Text, ForeignKey("ingest.products.id", name="events_product_fk"), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("from_state", Text),
+    Column("to_state", Text, nullable=False),
+    Column("worker", Text, comment="host:pid of the process that made the change"),
+    Column("message", Text),
+    Column("details", JSONB),
+)
+Index("events_product_at_idx", events.c.product_id, events.c.at)
+Index("events_at_idx", events.c.at)
+
+watermarks = Table(
+    "watermarks",
+    metadata,
+    Column("collection", Text, primary_key=True),
+    Column("provider", Text, nullable=False),
+    Column(
+        "published_until",
+        DateTime(timezone=True),
+        nullable=False,
+        comment="newest provider publication time harvested; the next harvest starts here minus the overlap",
+    ),
+    Column("last_harvest_at", DateTime(timezone=True)),
+    Column("last_harvest_found", Integer),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
