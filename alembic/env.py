@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from logging.config import fileConfig
 
-from alembic import context
 from sqlalchemy import create_engine, text
 
+from alembic import context
 from ingest.state.db import sqlalchemy_url
 from ingest.state.tables import SCHEMA, metadata
 

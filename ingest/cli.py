@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from functools import wraps
 from typing import Any, TypeVar
 
 import click
@@ -58,8 +57,11 @@ def _stack_config(settings: Settings) -> Any:
     from ingest.stack import StackConfig
 
     return StackConfig(
-        root=settings.stack_dir, pg_port=settings.stack_pg_port, s3_port=settings.stack_s3_port,
-        bucket=settings.s3_bucket, region=settings.s3_region,
+        root=settings.stack_dir,
+        pg_port=settings.stack_pg_port,
+        s3_port=settings.stack_s3_port,
+        bucket=settings.s3_bucket,
+        region=settings.s3_region,
     )
 
 
@@ -70,8 +72,10 @@ def stack_up(c: Context) -> None:
     from ingest import stack as st
 
     status = st.up(_stack_config(c.settings))
-    click.echo(f"stack up: PostgreSQL pid {status.postgres_pid} on 127.0.0.1:{status.postgres_port}, "
-               f"S3 pid {status.s3_pid} on 127.0.0.1:{status.s3_port}; settings in {status.env_file}")
+    click.echo(
+        f"stack up: PostgreSQL pid {status.postgres_pid} on 127.0.0.1:{status.postgres_port}, "
+        f"S3 pid {status.s3_pid} on 127.0.0.1:{status.s3_port}; settings in {status.env_file}"
+    )
 
 
 @stack.command("down")
@@ -167,7 +171,8 @@ def collections_list(c: Context) -> None:
     in_db = set(pgstac.collection_ids(c.settings.require_database_url()))
     for cid, spec in specs.items():
         trig = spec.harvest.cron or f"every {spec.harvest.interval}"
-        click.echo(f"{cid:18} {'in pgstac' if cid in in_db else 'NOT SYNCED':10} {spec.source.eodag_collection:12} harvest {trig}")
+        synced = "in pgstac" if cid in in_db else "NOT SYNCED"
+        click.echo(f"{cid:18} {synced:10} {spec.source.eodag_collection:12} harvest {trig}")
 
 
 # ----------------------------------------------------------------------------- entry point

@@ -18,7 +18,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from ingest.errors import CollectionSpecError
 
 STAC_VERSION = "1.1.0"
-_DURATION = re.compile(r"^\s*(?:P(?:(?P<pw>\d+)W)?(?:(?P<pd>\d+)D)?(?:T(?:(?P<ph>\d+)H)?(?:(?P<pm>\d+)M)?)?|(?P<n>\d+)\s*(?P<u>[smhdw]))\s*$", re.I)
+_DURATION = re.compile(
+    r"^\s*(?:P(?:(?P<pw>\d+)W)?(?:(?P<pd>\d+)D)?(?:T(?:(?P<ph>\d+)H)?(?:(?P<pm>\d+)M)?)?|(?P<n>\d+)\s*(?P<u>[smhdw]))\s*$",
+    re.I,
+)
 _UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
@@ -33,7 +36,9 @@ def parse_duration(value: Any) -> timedelta:
     parts = {k: int(v) for k, v in m.groupdict().items() if v and k.startswith("p")}
     if not parts:
         raise ValueError(f"not a duration: {value!r}")
-    return timedelta(weeks=parts.get("pw", 0), days=parts.get("pd", 0), hours=parts.get("ph", 0), minutes=parts.get("pm", 0))
+    return timedelta(
+        weeks=parts.get("pw", 0), days=parts.get("pd", 0), hours=parts.get("ph", 0), minutes=parts.get("pm", 0)
+    )
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -130,6 +135,16 @@ class Harvest(_Strict):
 BandKind = Literal["reflectance", "backscatter", "atmosphere", "classification", "mask", "visual"]
 Resampling = Literal["nearest", "average", "mode", "bilinear", "cubic", "gauss", "rms"]
 
+# average keeps radiometry for continuous data; classes and masks must never be averaged
+DEFAULT_RESAMPLING: dict[BandKind, Resampling] = {
+    "reflectance": "average",
+    "backscatter": "average",
+    "atmosphere": "average",
+    "classification": "nearest",
+    "mask": "nearest",
+    "visual": "average",
+}
+
 
 class CogProfile(_Strict):
     compress: Literal["deflate", "zstd", "lzw"] = "deflate"
@@ -137,12 +152,7 @@ class CogProfile(_Strict):
     predictor: Literal[1, 2, 3] = 2
     blocksize: int = Field(default=512, ge=128, le=4096, multiple_of=16)
     overview_levels: int | None = Field(default=None, ge=0, le=12, description="None: until the image fits a block")
-    resampling: dict[BandKind, Resampling] = Field(
-        default_factory=lambda: {
-            "reflectance": "average", "backscatter": "average", "atmosphere": "average",
-            "classification": "nearest", "mask": "nearest", "visual": "average",
-        }
-    )
+    resampling: dict[BandKind, Resampling] = Field(default_factory=lambda: dict(DEFAULT_RESAMPLING))
     bands: dict[str, BandKind] = Field(default_factory=dict, description="asset key -> band kind")
     default_kind: BandKind = "reflectance"
 

@@ -53,9 +53,7 @@ class Settings(BaseSettings):
 
     # --- provider (EODAG) ---
     provider: str = Field(default="local", description="Provider name used for every collection by default.")
-    provider_url: str = Field(
-        default="http://127.0.0.1:55800", description="STAC API root of the 'local' provider."
-    )
+    provider_url: str = Field(default="http://127.0.0.1:55800", description="STAC API root of the 'local' provider.")
 
     # --- files ---
     collections_dir: Path = Path("collections")

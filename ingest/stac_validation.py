@@ -46,10 +46,10 @@ def _retrieve(uri: str) -> Resource[Any]:
     if uri in core:
         return Resource.from_contents(core[uri])
     if uri.startswith(EXT_PREFIX):
-        path = SCHEMA_DIR / uri[len(EXT_PREFIX):]
+        path = SCHEMA_DIR / uri[len(EXT_PREFIX) :]
         if path.is_file():
             return Resource.from_contents(json.loads(path.read_text()))
-    raise NoSuchResource(ref=uri)
+    raise NoSuchResource(ref=uri)  # type: ignore[call-arg]
 
 
 @lru_cache(maxsize=64)

@@ -9,6 +9,7 @@ by the PIDs it recorded (postmaster.pid for PostgreSQL, moto.pid for the S3 serv
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -18,9 +19,9 @@ import socket
 import subprocess
 import sys
 import time
-from urllib.parse import urlsplit
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ingest.errors import StackError
 
@@ -134,8 +135,7 @@ def ensure_postgres_packages() -> Path:
         return bindir
     if not (_as_root() and shutil.which("apt-get")):
         raise StackError(
-            "PostgreSQL with PostGIS is not installed; as root run: "
-            f"apt-get install -y {' '.join(DEBIAN_PACKAGES)}"
+            f"PostgreSQL with PostGIS is not installed; as root run: apt-get install -y {' '.join(DEBIAN_PACKAGES)}"
         )
     log.info("installing %s with apt-get", " ".join(DEBIAN_PACKAGES))
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
@@ -182,9 +182,20 @@ def _initdb(cfg: StackConfig, bindir: Path, password: str) -> None:
         _check_traversable(cfg.pg_dir, user)
     try:
         _run(
-            [str(bindir / "initdb"), "-D", str(cfg.pg_data), "-U", PG_SUPERUSER, f"--pwfile={pwfile}",
-             "--auth=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"],
-            what="initdb", user=user,
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(cfg.pg_data),
+                "-U",
+                PG_SUPERUSER,
+                f"--pwfile={pwfile}",
+                "--auth=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ],
+            what="initdb",
+            user=user,
         )
     finally:
         pwfile.unlink(missing_ok=True)
@@ -208,8 +219,11 @@ def _start_postgres(cfg: StackConfig, bindir: Path) -> None:
         return
     if _port_open(cfg.pg_port):
         raise StackError(f"port {cfg.pg_port} is taken by another process; set INGEST_STACK_PG_PORT")
-    _run([str(bindir / "pg_ctl"), "-D", str(cfg.pg_data), "-l", str(cfg.pg_log), "-w", "-t", "60", "start"],
-         what="pg_ctl start", user=_pg_user())
+    _run(
+        [str(bindir / "pg_ctl"), "-D", str(cfg.pg_data), "-l", str(cfg.pg_log), "-w", "-t", "60", "start"],
+        what="pg_ctl start",
+        user=_pg_user(),
+    )
     _wait_port(cfg.pg_port, 30, "PostgreSQL")
 
 
@@ -219,7 +233,11 @@ def _stop_postgres(cfg: StackConfig) -> bool:
     bindir = find_pg_bindir()
     if bindir is None:
         raise StackError("PostgreSQL binaries are gone; cannot stop the cluster cleanly")
-    _run([str(bindir / "pg_ctl"), "-D", str(cfg.pg_data), "-m", "fast", "-w", "stop"], what="pg_ctl stop", user=_pg_user())
+    _run(
+        [str(bindir / "pg_ctl"), "-D", str(cfg.pg_data), "-m", "fast", "-w", "stop"],
+        what="pg_ctl stop",
+        user=_pg_user(),
+    )
     return True
 
 
@@ -272,7 +290,10 @@ def _start_moto(cfg: StackConfig) -> None:
     with open(cfg.s3_dir / "moto.log", "ab") as logf:
         proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(cfg.s3_port)],
-            stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     cfg.moto_pid_file.write_text(f"{proc.pid}\n")
     try:
@@ -291,10 +312,8 @@ def _stop_moto(cfg: StackConfig) -> bool:
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
     while _pid_alive(pid) and time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # reap if it is our child (tests start it in-process)
-        except ChildProcessError:
-            pass
         time.sleep(0.05)
     if _pid_alive(pid):
         os.kill(pid, signal.SIGKILL)
@@ -305,8 +324,11 @@ def _ensure_bucket(cfg: StackConfig, key_id: str, secret: str) -> None:
     import boto3
 
     s3 = boto3.client(
-        "s3", endpoint_url=f"http://127.0.0.1:{cfg.s3_port}", region_name=cfg.region,
-        aws_access_key_id=key_id, aws_secret_access_key=secret,
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{cfg.s3_port}",
+        region_name=cfg.region,
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
     )
     names = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
     if cfg.bucket not in names:
@@ -362,7 +384,11 @@ class StackStatus:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "postgres": {"running": self.postgres_pid is not None, "pid": self.postgres_pid, "port": self.postgres_port},
+            "postgres": {
+                "running": self.postgres_pid is not None,
+                "pid": self.postgres_pid,
+                "port": self.postgres_port,
+            },
             "s3": {"running": self.s3_pid is not None, "pid": self.s3_pid, "port": self.s3_port},
             "env_file": str(self.env_file),
         }
@@ -371,7 +397,7 @@ class StackStatus:
 def up(cfg: StackConfig, *, migrate: bool = True) -> StackStatus:
     cfg = StackConfig(**{**cfg.__dict__, "root": cfg.root.resolve()})
     cfg.root.mkdir(parents=True, exist_ok=True)
-    os.chmod(cfg.root, 0o755)  # the postgres user must traverse it when we run as root
+    os.chmod(cfg.root, 0o755)  # noqa: S103 - the postgres user must traverse it when we run as root
     bindir = ensure_postgres_packages()
     password, key_id, secret = _stack_secrets(cfg)
     if not (cfg.pg_data / "PG_VERSION").exists():
@@ -381,14 +407,17 @@ def up(cfg: StackConfig, *, migrate: bool = True) -> StackStatus:
     log.info("PostgreSQL on 127.0.0.1:%d", cfg.pg_port)
     _ensure_database(cfg, password)
     dsn = admin_dsn(cfg, password)
-    _write_env(cfg, {
-        "INGEST_DATABASE_URL": dsn,
-        "INGEST_S3_ENDPOINT_URL": f"http://127.0.0.1:{cfg.s3_port}",
-        "INGEST_S3_ACCESS_KEY_ID": key_id,
-        "INGEST_S3_SECRET_ACCESS_KEY": secret,
-        "INGEST_S3_BUCKET": cfg.bucket,
-        "INGEST_S3_REGION": cfg.region,
-    })
+    _write_env(
+        cfg,
+        {
+            "INGEST_DATABASE_URL": dsn,
+            "INGEST_S3_ENDPOINT_URL": f"http://127.0.0.1:{cfg.s3_port}",
+            "INGEST_S3_ACCESS_KEY_ID": key_id,
+            "INGEST_S3_SECRET_ACCESS_KEY": secret,
+            "INGEST_S3_BUCKET": cfg.bucket,
+            "INGEST_S3_REGION": cfg.region,
+        },
+    )
     if migrate:
         version = migrate_database(dsn)
         log.info("pgstac %s and ingest schema migrated", version)

@@ -8,8 +8,9 @@ Create Date: 2026-11-24
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import op
 from sqlalchemy.dialects import postgresql
+
+from alembic import op
 
 revision = "0001"
 down_revision = None
@@ -18,8 +19,15 @@ depends_on = None
 
 SCHEMA = "ingest"
 STATES = (
-    "discovered", "claimed", "downloaded", "converted", "uploaded",
-    "catalogued", "failed", "invalid", "retired",
+    "discovered",
+    "claimed",
+    "downloaded",
+    "converted",
+    "uploaded",
+    "catalogued",
+    "failed",
+    "invalid",
+    "retired",
 )
 
 
@@ -33,7 +41,9 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
-        sa.Column("upstream_checksum", sa.Text(), nullable=True, comment="provider checksum of the archive (multihash hex)"),
+        sa.Column(
+            "upstream_checksum", sa.Text(), nullable=True, comment="provider checksum of the archive (multihash hex)"
+        ),
         sa.Column("size_bytes", sa.BigInteger(), nullable=True),
         sa.Column("download_url", sa.Text(), nullable=True),
         sa.Column("published_at", sa.DateTime(timezone=True), nullable=True, comment="provider publication time"),

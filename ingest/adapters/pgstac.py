@@ -11,19 +11,26 @@ from pypgstac.db import PgstacDB
 from pypgstac.load import Loader, Methods
 
 from ingest.errors import DatabaseUnavailable, IngestError
-from ingest.state.db import describe_dsn, dsn_password
 from ingest.settings import scrub
+from ingest.state.db import connect, describe_dsn, dsn_password
 
 
 @contextmanager
 def pgstac_db(dsn: str) -> Iterator[PgstacDB]:
+    # pypgstac's pool retries for 30 s on a dead server; a direct probe fails fast with our message
+    with connect(dsn=dsn) as probe:
+        probe.execute("SELECT 1")
     db = PgstacDB(dsn=dsn)
     try:
         yield db
     except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(f"pgstac at {describe_dsn(dsn)}: {scrub(str(exc).strip(), dsn, dsn_password(dsn))}") from None
+        raise DatabaseUnavailable(
+            f"pgstac at {describe_dsn(dsn)}: {scrub(str(exc).strip(), dsn, dsn_password(dsn))}"
+        ) from None
     except psycopg.Error as exc:
-        raise IngestError(f"pgstac at {describe_dsn(dsn)} refused: {scrub(str(exc).strip(), dsn, dsn_password(dsn))}") from None
+        raise IngestError(
+            f"pgstac at {describe_dsn(dsn)} refused: {scrub(str(exc).strip(), dsn, dsn_password(dsn))}"
+        ) from None
     finally:
         db.close()
 

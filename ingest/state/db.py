@@ -26,13 +26,19 @@ def dsn_password(dsn: str) -> str | None:
 
 
 @contextmanager
-def connect(settings: Settings | None = None, *, dsn: str | None = None, autocommit: bool = False) -> Iterator[psycopg.Connection]:
-    settings = settings or load_settings()
-    dsn = dsn or settings.require_database_url()
+def connect(
+    settings: Settings | None = None, *, dsn: str | None = None, autocommit: bool = False, timeout_s: int = 5
+) -> Iterator[psycopg.Connection]:
+    if dsn is None:
+        settings = settings or load_settings()
+        dsn = settings.require_database_url()
+        timeout_s = settings.db_connect_timeout_s
     try:
-        conn = psycopg.connect(dsn, autocommit=autocommit, connect_timeout=settings.db_connect_timeout_s)
+        conn = psycopg.connect(dsn, autocommit=autocommit, connect_timeout=timeout_s)
     except psycopg.OperationalError as exc:
-        detail = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, dsn, dsn_password(dsn))
+        detail = scrub(
+            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, dsn, dsn_password(dsn)
+        )
         raise DatabaseUnavailable(f"database {describe_dsn(dsn)} unreachable: {detail}") from None
     try:
         yield conn

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install what the project needs on a fresh Debian machine: system packages (as root), uv, and the
+# locked Python environment in .venv. Safe to run again: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+UV_VERSION=0.13.9
+export UV_PYTHON_DOWNLOADS=never   # use the machine's Python 3.11; never fetch interpreters
+need_apt=()
+command -v python3 >/dev/null || need_apt+=(python3)
+python3 -c "import venv, ensurepip" 2>/dev/null || need_apt+=(python3-venv)
+ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1 || need_apt+=(postgresql postgresql-15-postgis-3)
+command -v curl >/dev/null || need_apt+=(curl)
+if ((${#need_apt[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "missing system packages: ${need_apt[*]} (run this script as root, or: sudo apt-get install -y ${need_apt[*]})" >&2
+    exit 1
+  fi
+  echo "==> apt-get install ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if [[ ! -x .tools/bin/uv ]]; then
+  echo "==> installing uv ${UV_VERSION} into .tools/"
+  python3 -m venv .tools
+  .tools/bin/python -m pip install -q "uv==${UV_VERSION}"
+fi
+
+echo "==> uv sync (locked: uv.lock)"
+.tools/bin/uv sync --frozen --extra dev --python python3.11 -q
+echo "==> environment ready: .venv ($(.venv/bin/python --version))"

@@ -1,0 +1,107 @@
+"""Shared fixtures: a real PostgreSQL+PostGIS+pgstac cluster and a real S3 server (moto), started
+once per test session by the project's own stack code, in a throw-away directory on free ports."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT.parent / "shared" / "fixtures"
+
+# Settings must never come from a developer's own .stack/ or .env while testing.
+for key in [k for k in os.environ if k.startswith("INGEST_")]:
+    del os.environ[key]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_dir_for_postgres(prefix: str) -> Path:
+    """A temp dir the 'postgres' OS user can traverse (pytest's tmp dirs are 0700 root)."""
+    d = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    os.chmod(d, 0o755)
+    return d
+
+
+@dataclass
+class Stack:
+    root: Path
+    pg_port: int
+    s3_port: int
+    dsn: str
+    env: dict[str, str]
+
+    def database(self, name: str) -> str:
+        return self.dsn.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    from ingest import stack as st
+
+    root = make_dir_for_postgres("ingest-test-stack-")
+    cfg = st.StackConfig(root=root, pg_port=free_port(), s3_port=free_port(), durable=False)
+    try:
+        st.up(cfg)
+        env = {}
+        for line in cfg.env_file.read_text().splitlines():
+            if "=" in line and not line.startswith("#"):
+                k, v = line.split("=", 1)
+                env[k] = v
+        yield Stack(root, cfg.pg_port, cfg.s3_port, env["INGEST_DATABASE_URL"], env)
+    finally:
+        st.down(cfg)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def stack_env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Point settings at the test stack for code running in this process."""
+    for k, v in stack.env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("INGEST_STACK_DIR", str(stack.root))
+    return {**stack.env, "INGEST_STACK_DIR": str(stack.root)}
+
+
+@pytest.fixture
+def empty_db(stack: Stack) -> Iterator[str]:
+    """A brand-new, empty database in the test cluster; dropped afterwards."""
+    name = "t_" + secrets.token_hex(6)
+    admin = stack.database("postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield stack.database(name)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run `ingest ...` as a separate OS process, as an operator would."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
+    return subprocess.run(
+        [sys.executable, "-m", "ingest", *args],
+        env={**base, **(env or {})},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
