@@ -108,6 +108,34 @@ def stack_status(c: Context, as_json: bool) -> None:
     sys.exit(0 if status.running else 1)
 
 
+# ----------------------------------------------------------------------------- db
+
+
+@cli.group()
+def db() -> None:
+    """The database: pgstac and the ingest schema."""
+
+
+@db.command("migrate")
+@click.option("--sync-collections/--no-sync-collections", default=True, help="Also publish collections/ into pgstac.")
+@pass_ctx
+def db_migrate(c: Context, sync_collections: bool) -> None:
+    """pypgstac migrate, alembic upgrade head, then collections sync (the one-shot deploy step)."""
+    from ingest import collections as col
+    from ingest.catalog import sync_collections as sync
+    from ingest.stack import migrate_database
+    from ingest.state.db import connect
+
+    dsn = c.settings.require_database_url()
+    with connect(c.settings):
+        pass  # fail fast, with a clean message, if the server is not there
+    version = migrate_database(dsn)
+    click.echo(f"pgstac {version}; ingest schema at head")
+    if sync_collections:
+        for cid in sync(c.settings, list(col.load_all(c.settings.collections_dir).values())):
+            click.echo(f"synced {cid}")
+
+
 # ----------------------------------------------------------------------------- collections
 
 

@@ -26,7 +26,7 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX,
         env_file=(str(DEFAULT_STACK_DIR / "stack.env"), ".env"),
         env_file_encoding="utf-8",
-        extra="forbid",
+        extra="ignore",  # non-INGEST_ keys in a shared .env are not ours; unknown INGEST_ keys are checked below
         validate_default=True,
     )
 
@@ -90,12 +90,20 @@ def _unknown_env_settings(environ: dict[str, str]) -> list[str]:
 
 def load_settings(**overrides: Any) -> Settings:
     """Build Settings, turning every validation problem into one ConfigError line."""
+    from dotenv import dotenv_values
+
     unknown = _unknown_env_settings(dict(os.environ))
     if unknown:
         raise ConfigError(f"unknown setting(s) in the environment: {', '.join(unknown)}")
     # the stack's connection file follows INGEST_STACK_DIR; .env (later) wins over it
     stack_dir = Path(os.environ.get(ENV_PREFIX + "STACK_DIR", str(DEFAULT_STACK_DIR)))
     env_files = (str(stack_dir / "stack.env"), ".env")
+    for f in env_files:
+        if Path(f).is_file():
+            values = {k: v or "" for k, v in dotenv_values(f).items()}
+            unknown = _unknown_env_settings(values)
+            if unknown:
+                raise ConfigError(f"unknown setting(s) in {f}: {', '.join(unknown)}")
     try:
         return Settings(_env_file=env_files, **overrides)  # type: ignore[call-arg]
     except ValidationError as exc:
