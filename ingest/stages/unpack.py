@@ -1,0 +1,109 @@
+"""Safe unpacking of product archives.
+
+zipfile's own extractall silently *rewrites* hostile names; we refuse the archive instead, because a
+product with an absolute path, a '..' component or a link leaving the tree is not a product we want.
+Size limits guard against zip bombs. Extraction goes to a temporary sibling directory renamed into
+place at the end, so a partial tree never looks complete.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from ingest.errors import InvalidProduct
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class UnpackLimits:
+    max_total_bytes: int = 20 * 1024**3
+    max_ratio: float = 200.0  # expanded / compressed, over the whole archive
+    max_entries: int = 20_000
+
+
+def _check_name(name: str) -> PurePosixPath:
+    if "\\" in name or "\0" in name:
+        raise ValueError(f"entry {name!r} has a backslash or NUL in its name")
+    p = PurePosixPath(name)
+    if p.is_absolute() or (p.parts and p.parts[0].endswith(":")):
+        raise ValueError(f"entry {name!r} has an absolute path")
+    if ".." in p.parts:
+        raise ValueError(f"entry {name!r} climbs out with '..'")
+    return p
+
+
+def _is_link(info: zipfile.ZipInfo) -> bool:
+    return stat.S_ISLNK(info.external_attr >> 16)
+
+
+def check_archive(zf: zipfile.ZipFile, archive_size: int, limits: UnpackLimits) -> int:
+    """Validate every entry before writing anything; returns the expanded size."""
+    infos = zf.infolist()
+    if len(infos) > limits.max_entries:
+        raise ValueError(f"{len(infos)} entries exceed the limit of {limits.max_entries}")
+    total = 0
+    for info in infos:
+        p = _check_name(info.filename)
+        if _is_link(info):
+            target = PurePosixPath(zf.read(info).decode("utf-8", "replace"))
+            resolved = PurePosixPath(os.path.normpath(str(p.parent / target)))
+            if target.is_absolute() or resolved.parts[:1] == ("..",) or ".." in resolved.parts:
+                raise ValueError(f"link {info.filename!r} points outside the archive ({target})")
+        total += info.file_size
+    if total > limits.max_total_bytes:
+        raise ValueError(f"expands to {total} bytes, over the limit of {limits.max_total_bytes}")
+    if archive_size > 0 and total / archive_size > limits.max_ratio:
+        raise ValueError(f"expansion ratio {total / archive_size:.0f} exceeds {limits.max_ratio:.0f}")
+    return total
+
+
+def unpack(archive: Path, dest: Path, *, product_id: str, limits: UnpackLimits = UnpackLimits()) -> Path:
+    """Unpack ``archive`` into ``dest`` (which must not exist); returns ``dest``.
+
+    Raises InvalidProduct naming the product and the cause for any hostile or corrupt archive.
+    """
+    tmp = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            expected = check_archive(zf, archive.stat().st_size, limits)
+            tmp.mkdir(parents=True)
+            written = 0
+            for info in zf.infolist():
+                target = tmp / info.filename
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if _is_link(info):
+                    os.symlink(zf.read(info).decode(), target)
+                    continue
+                with zf.open(info) as src, open(target, "wb") as out:
+                    while chunk := src.read(CHUNK):
+                        written += len(chunk)
+                        if written > expected:  # header lied about sizes: a bomb in disguise
+                            raise ValueError("archive expands beyond its declared size")
+                        out.write(chunk)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise InvalidProduct(f"unsafe or corrupt archive {archive.name}: {exc}", product_id=product_id) from None
+    except OSError:  # e.g. a CRC error surfaces as BadZipFile, disk full as OSError
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    tmp.rename(dest)
+    return dest
+
+
+def find_safe(root: Path, product_id: str) -> Path:
+    """The single ``*.SAFE`` directory inside an unpacked product."""
+    found = [p for p in root.iterdir() if p.is_dir() and p.suffix == ".SAFE"]
+    if len(found) != 1:
+        names = ", ".join(sorted(p.name for p in root.iterdir())) or "nothing"
+        raise InvalidProduct(f"expected one .SAFE directory in the archive, found: {names}", product_id=product_id)
+    return found[0]
