@@ -1,0 +1,172 @@
+"""Queries on the ingest schema. SQL lives here and nowhere else.
+
+Every state change is ``UPDATE ... WHERE id = %s AND state = ANY(expected)`` plus an event row in
+the same transaction; a change that finds the product elsewhere raises StateConflict and changes
+nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from ingest.errors import StateConflict
+from ingest.state.machine import State, can_transition
+
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class DiscoveredProduct:
+    id: str
+    collection: str
+    provider: str
+    download_url: str | None
+    upstream_checksum: str | None
+    size_bytes: int | None
+    published_at: datetime | None
+    sensing_at: datetime | None
+    footprint: dict[str, Any] | None
+
+
+def insert_discovered(conn: psycopg.Connection, products: Sequence[DiscoveredProduct]) -> list[str]:
+    """Insert products not seen before (state discovered, with an event); returns the new ids.
+
+    One round trip per batch: cost follows the batch, not the size of the table.
+    """
+    if not products:
+        return []
+    cols = (
+        "id",
+        "collection",
+        "provider",
+        "download_url",
+        "upstream_checksum",
+        "size_bytes",
+        "published_at",
+        "sensing_at",
+        "footprint",
+    )
+    rows = [
+        (
+            p.id,
+            p.collection,
+            p.provider,
+            p.download_url,
+            p.upstream_checksum,
+            p.size_bytes,
+            p.published_at,
+            p.sensing_at,
+            Jsonb(p.footprint) if p.footprint is not None else None,
+        )
+        for p in products
+    ]
+    with conn.transaction(), conn.cursor() as cur:
+        placeholders = ", ".join(["(" + ", ".join(["%s"] * len(cols)) + ")"] * len(rows))
+        flat = [v for row in rows for v in row]
+        cur.execute(
+            f"""
+            WITH new AS (
+                INSERT INTO ingest.products ({", ".join(cols)}) VALUES {placeholders}
+                ON CONFLICT (id) DO NOTHING
+                RETURNING id
+            ), ev AS (
+                INSERT INTO ingest.events (product_id, from_state, to_state, worker, message)
+                SELECT id, NULL, 'discovered', %s, 'discovered' FROM new
+            )
+            SELECT id FROM new
+            """,
+            [*flat, WORKER],
+        )
+        return [r[0] for r in cur.fetchall()]
+
+
+def transition(
+    conn: psycopg.Connection,
+    product_id: str,
+    expected: State | Iterable[State],
+    new: State,
+    *,
+    message: str | None = None,
+    details: dict[str, Any] | None = None,
+    set_fields: dict[str, Any] | None = None,
+) -> None:
+    """Guarded state change with its event, in one transaction."""
+    exp = [expected] if isinstance(expected, State) else list(expected)
+    for src in exp:
+        if not can_transition(src, new):
+            raise ValueError(f"transition {src} -> {new} is not in the state machine")
+    fields = dict(set_fields or {})
+    assignments = ", ".join(f"{k} = %s" for k in fields)
+    extra = (", " + assignments) if assignments else ""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(
+            f"""
+            WITH old AS (SELECT state FROM ingest.products WHERE id = %s FOR UPDATE)
+            UPDATE ingest.products p SET state = %s, updated_at = now(){extra}
+            FROM old WHERE p.id = %s AND old.state = ANY(%s)
+            RETURNING old.state
+            """,
+            [product_id, new.value, *fields.values(), product_id, [s.value for s in exp]],
+        )
+        row = cur.fetchone()
+        if row is None:
+            current = cur.execute("SELECT state FROM ingest.products WHERE id = %s", [product_id]).fetchone()
+            found = current[0] if current else "no such product"
+            raise StateConflict(
+                f"cannot move to {new.value}: expected {'/'.join(s.value for s in exp)}, found {found}",
+                product_id=product_id,
+            )
+        cur.execute(
+            "INSERT INTO ingest.events (product_id, from_state, to_state, worker, message, details) "
+            "VALUES (%s, %s, %s, %s, %s, %s)",
+            [product_id, row[0], new.value, WORKER, message, Jsonb(details) if details is not None else None],
+        )
+
+
+def get_product(conn: psycopg.Connection, product_id: str) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute("SELECT * FROM ingest.products WHERE id = %s", [product_id]).fetchone()
+
+
+def events_of(conn: psycopg.Connection, product_id: str) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute("SELECT * FROM ingest.events WHERE product_id = %s ORDER BY id", [product_id]).fetchall()
+
+
+def get_watermark(conn: psycopg.Connection, collection: str) -> datetime | None:
+    row = conn.execute("SELECT published_until FROM ingest.watermarks WHERE collection = %s", [collection]).fetchone()
+    return row[0] if row else None
+
+
+def advance_watermark(
+    conn: psycopg.Connection, collection: str, provider: str, published_until: datetime, found: int
+) -> None:
+    """Move the watermark forward only (GREATEST): a late harvest never moves it back."""
+    conn.execute(
+        """
+        INSERT INTO ingest.watermarks (collection, provider, published_until, last_harvest_at, last_harvest_found)
+        VALUES (%s, %s, %s, now(), %s)
+        ON CONFLICT (collection) DO UPDATE SET
+            published_until = GREATEST(ingest.watermarks.published_until, EXCLUDED.published_until),
+            provider = EXCLUDED.provider, last_harvest_at = now(),
+            last_harvest_found = EXCLUDED.last_harvest_found, updated_at = now()
+        """,
+        [collection, provider, published_until, found],
+    )
+
+
+def touch_harvest(conn: psycopg.Connection, collection: str, found: int) -> None:
+    conn.execute(
+        "UPDATE ingest.watermarks SET last_harvest_at = now(), last_harvest_found = %s, updated_at = now() "
+        "WHERE collection = %s",
+        [found, collection],
+    )
