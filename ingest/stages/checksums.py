@@ -1,10 +1,8 @@
-"""Checksums: provider archive checksums (multihash or 'algo:hex') and SAFE manifest MD5s. Pure."""
+"""Checksums: provider archive checksums (STAC ``file:checksum`` multihash or 'algo:hex'), file digests. Pure."""
 
 from __future__ import annotations
 
 import hashlib
-import xml.etree.ElementTree as ET
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,60 +82,3 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
         while chunk := f.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()
-
-
-# ----------------------------------------------------------------------------- manifest.safe
-
-
-_MANIFEST_ALGOS = {"MD5": "md5", "SHA3-256": "sha3_256", "SHA-256": "sha256", "SHA256": "sha256"}
-
-
-def manifest_checksums(safe_dir: Path) -> dict[str, Checksum]:
-    """Relative path -> checksum for every dataObject of a SAFE ``manifest.safe`` that carries one.
-
-    Older products list MD5, products since about 2021 SHA3-256; both are checked.
-    """
-    tree = ET.parse(safe_dir / "manifest.safe")  # noqa: S314 - local file we just unpacked, no DTDs
-    out: dict[str, Checksum] = {}
-    for obj in tree.iter():
-        if not obj.tag.endswith("dataObject"):
-            continue
-        href: str | None = None
-        checksum: Checksum | None = None
-        for el in obj.iter():
-            if el.tag.endswith("fileLocation"):
-                href = el.get("href")
-            elif el.tag.endswith("checksum"):
-                algo = _MANIFEST_ALGOS.get((el.get("checksumName") or "").upper())
-                if algo and el.text:
-                    checksum = Checksum(algo, el.text.strip().lower())
-        if href and checksum:
-            out[href[2:] if href.startswith("./") else href] = checksum
-    return out
-
-
-@dataclass(frozen=True)
-class ManifestProblem:
-    path: str
-    problem: str  # "missing" | "<algorithm> mismatch" | "outside the product"
-
-
-def verify_manifest(safe_dir: Path, *, skip_missing: Iterable[str] = ()) -> tuple[int, list[ManifestProblem]]:
-    """Check every file the manifest lists; returns (files checked, problems)."""
-    skip = set(skip_missing)
-    root = safe_dir.resolve()
-    problems: list[ManifestProblem] = []
-    checked = 0
-    for rel, checksum in sorted(manifest_checksums(safe_dir).items()):
-        path = (safe_dir / rel).resolve()
-        if not path.is_relative_to(root):
-            problems.append(ManifestProblem(rel, "outside the product"))
-            continue
-        if not path.is_file():
-            if rel not in skip:
-                problems.append(ManifestProblem(rel, "missing"))
-            continue
-        checked += 1
-        if file_digest(path, checksum.algorithm) != checksum.hexdigest:
-            problems.append(ManifestProblem(rel, f"{checksum.algorithm} mismatch"))
-    return checked, problems
