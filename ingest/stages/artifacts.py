@@ -1,0 +1,67 @@
+"""Plain records passed between the processing stages (describe -> convert -> upload -> describe)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from ingest.collections import BandKind
+
+
+@dataclass(frozen=True)
+class CogSource:
+    """A raster asset of a product, to become a COG."""
+
+    asset_key: str  # the stactools asset key, e.g. "B04_10m", "scl_20m", "vv"
+    path: Path  # local source raster (JP2 / GeoTIFF) inside the unpacked SAFE
+    kind: BandKind  # decides overview resampling
+
+
+@dataclass(frozen=True)
+class CogResult:
+    """A converted, validated COG on local disk."""
+
+    asset_key: str
+    path: Path
+    size: int
+    sha256: str  # hex digest of the file
+    dtype: str
+    nodata: float | None
+    shape: tuple[int, int]  # rows, cols
+    epsg: int | None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class MetadataFile:
+    """A non-raster file of the product that is uploaded as-is (manifest, product and granule XML)."""
+
+    asset_key: str
+    path: Path
+    media_type: str
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An object in the object store, as an item asset will point at it."""
+
+    key: str  # bucket key, e.g. "ingest/sentinel-2-l2a/<item id>/B04_10m.tif"
+    href: str  # s3://bucket/key
+    public_href: str | None  # https form when a public base URL is configured
+    size: int
+    checksum: str  # STAC file:checksum multihash (sha2-256)
+    media_type: str
+    uploaded: bool = True  # False when an identical object was already there
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where an item comes from; recorded in the item's properties."""
+
+    upstream_id: str  # the provider's product id (SAFE name without .SAFE)
+    provider: str
+    processing_baseline: str | None
+    ingested_at: datetime
+    upstream_checksum: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
