@@ -203,6 +203,106 @@ def collections_list(c: Context) -> None:
         click.echo(f"{cid:18} {synced:10} {spec.source.eodag_collection:12} harvest {trig}")
 
 
+# ----------------------------------------------------------------------------- acquisition
+
+
+def _app(c: Context) -> Any:
+    from ingest.app import App
+
+    return App(c.settings)
+
+
+@cli.command("harvest")
+@click.argument("collection")
+@click.option("--once", is_flag=True, required=True, help="One harvest now (the daemon schedules the others).")
+@click.option("--discover-only", is_flag=True, help="Record new products without processing them.")
+@pass_ctx
+def harvest_cmd(c: Context, collection: str, once: bool, discover_only: bool) -> None:
+    """Ask the provider for products published since the collection's watermark and process the new ones."""
+    app = _app(c)
+    found = app.harvest(collection)
+    click.echo(f"{collection}: {found.seen} seen, {len(found.new_ids)} new")
+    if discover_only:
+        return
+    failed = 0
+    for product_id in found.new_ids:
+        out = app.process(product_id)
+        failed += out.error is not None
+        click.echo(f"{out.state.value:11} {product_id}" + (f"  ({out.error})" if out.error else ""))
+    if failed:
+        sys.exit(75)
+
+
+@cli.command("process")
+@click.argument("product_id")
+@click.option("--force", is_flag=True, help="Also re-process a catalogued or invalid product.")
+@pass_ctx
+def process_cmd(c: Context, product_id: str, force: bool) -> None:
+    """Take one known product through the stages now."""
+    out = _app(c).process(product_id, force=force)
+    click.echo(f"{out.state.value:11} {product_id}" + (f"  ({out.error})" if out.error else ""))
+    if out.error:
+        sys.exit(75)
+
+
+# ----------------------------------------------------------------------------- development tools
+
+
+@cli.group()
+def dev() -> None:
+    """Development tools: the local provider and its generated products."""
+
+
+def _default_provider_root(settings: Settings) -> Any:
+    return settings.work_dir / "provider"
+
+
+@dev.command("provider", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--root", type=click.Path(path_type=__import__("pathlib").Path), help="Provider root directory.")
+@click.option("--port", type=int, help="Port (default: the one of INGEST_PROVIDER_URL).")
+@click.pass_context
+def dev_provider(ctx: click.Context, root: Any, port: int | None) -> None:
+    """Serve generated products as a STAC API on 127.0.0.1 (fault knobs: see --help of the server)."""
+    from urllib.parse import urlsplit
+
+    from ingest.devtools import provider
+
+    settings: Settings = ctx.obj.settings
+    root = root or _default_provider_root(settings)
+    port = port if port is not None else (urlsplit(settings.provider_url).port or 8765)
+    sys.exit(provider.main(["--root", str(root), "--port", str(port), *ctx.args]))
+
+
+@dev.command("generate")
+@click.option("--root", type=click.Path(path_type=__import__("pathlib").Path), help="Provider root directory.")
+@click.option("--count", type=click.IntRange(1), default=6, show_default=True)
+@click.option("--size", type=int, default=120, show_default=True, help="S2 10 m band width (10980: full size).")
+@click.option(
+    "--kind", "kinds", multiple=True, type=click.Choice(["S2_MSI_L2A", "S2_MSI_L1C", "S1_SAR_GRD"]),
+    help="Product kinds, round robin (default: all three).",
+)  # fmt: skip
+@click.option("--start", type=click.DateTime(), default="2026-01-01", show_default=True, help="First sensing time.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@pass_ctx
+def dev_generate(c: Context, root: Any, count: int, size: int, kinds: tuple[str, ...], start: Any, seed: int) -> None:
+    """Generate products and publish them on the local provider."""
+    from datetime import UTC
+
+    from rich.progress import Progress
+
+    from ingest.devtools.publish import KINDS, plan_products, publish_generated
+
+    root = root or _default_provider_root(c.settings)
+    chosen = tuple(k for k in KINDS if k in kinds) or KINDS
+    plans = list(plan_products(count, kinds=chosen, start=start.replace(tzinfo=UTC), seed=seed))
+    with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("generating", total=len(plans))
+        for plan in plans:
+            entry = publish_generated(root, plan, size=size)
+            bar.advance(task)
+            click.echo(f"published {entry.id} ({entry.collection}, {entry.size} bytes)")
+
+
 # ----------------------------------------------------------------------------- entry point
 
 

@@ -68,6 +68,12 @@ class InvalidProduct(IngestError):
     exit_code = 65  # EX_DATAERR
 
 
+class ProductGone(IngestError):
+    """The provider no longer serves the product (HTTP 404/410): not retried on its own, an operator may."""
+
+    exit_code = 69  # EX_UNAVAILABLE
+
+
 class TransientProductError(IngestError):
     """A product step failed for a reason that may pass (truncated download, 5xx, timeout)."""
 

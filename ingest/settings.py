@@ -53,7 +53,23 @@ class Settings(BaseSettings):
 
     # --- provider (EODAG) ---
     provider: str = Field(default="local", description="Provider name used for every collection by default.")
-    provider_url: str = Field(default="http://127.0.0.1:55800", description="STAC API root of the 'local' provider.")
+    provider_url: str = Field(
+        default="http://127.0.0.1:55800",
+        description="Root of the provider's STAC API (the local provider by default); "
+        "empty to use INGEST_PROVIDER as an EODAG built-in provider (cop_dataspace, creodias, ...).",
+    )
+    provider_username: SecretStr | None = Field(default=None, description="Credentials of a built-in provider.")
+    provider_password: SecretStr | None = None
+
+    # --- download and unpack ---
+    download_attempts: int = Field(default=3, ge=1, description="Tries per download within one processing attempt.")
+    download_backoff_s: float = Field(default=2.0, ge=0, description="First wait between download tries; doubles.")
+    unpack_max_bytes: int = Field(default=20 * 1024**3, ge=1, description="Refuse archives expanding beyond this.")
+    unpack_max_ratio: float = Field(default=200.0, gt=1, description="Refuse archives expanding more than this.")
+
+    # --- product retries (a failed product comes back after a growing delay, then stays failed) ---
+    retry_max_attempts: int = Field(default=5, ge=1, description="Processing attempts before a product stays failed.")
+    retry_base_delay_s: float = Field(default=60.0, ge=0, description="Delay before the 2nd attempt; doubles after.")
 
     # --- files ---
     collections_dir: Path = Path("collections")

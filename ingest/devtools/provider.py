@@ -493,10 +493,25 @@ _SEARCH_KEYS = {
 _IGNORED_KEYS = {"fields", "conf", "f"}
 
 
+def _is_native_order(sortby: Any) -> bool:
+    """True for an empty sortby or one asking for the order results always have (published ascending)."""
+    if not sortby:
+        return True
+    if isinstance(sortby, str):  # GET form: "published" or "+published"
+        return sortby.strip() in ("published", "+published")
+    return (
+        isinstance(sortby, list)
+        and len(sortby) == 1
+        and isinstance(sortby[0], dict)
+        and sortby[0].get("field") in ("published", "properties.published")
+        and str(sortby[0].get("direction", "asc")).lower() == "asc"
+    )
+
+
 def _parse_search(params: dict[str, Any]) -> _Search:
     """Parse GET (strings) or POST (JSON) search parameters."""
     unsupported = set(params) - _SEARCH_KEYS - _IGNORED_KEYS
-    if "sortby" in unsupported and not params["sortby"]:
+    if "sortby" in unsupported and _is_native_order(params["sortby"]):
         unsupported.discard("sortby")
     if unsupported:
         raise BadRequest(

@@ -1,12 +1,28 @@
-"""Plain records passed between the processing stages (describe -> convert -> upload -> describe)."""
+"""Plain records passed between the stages (acquire -> describe -> convert -> upload -> describe -> load)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from ingest.collections import BandKind
+
+
+@dataclass(frozen=True)
+class ProviderProduct:
+    """A product as the provider announces it."""
+
+    id: str
+    collection: str  # EODAG collection id
+    provider: str
+    download_url: str | None
+    checksum: str | None  # STAC file:checksum (multihash hex) or "algo:hex"
+    size: int | None
+    published: datetime | None
+    sensing: datetime | None
+    geometry: dict[str, Any] | None
 
 
 @dataclass(frozen=True)

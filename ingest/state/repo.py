@@ -170,3 +170,31 @@ def touch_harvest(conn: psycopg.Connection, collection: str, found: int) -> None
         "WHERE collection = %s",
         [found, collection],
     )
+
+
+def claim(
+    conn: psycopg.Connection, product_id: str, *, allowed: Iterable[State] = (State.DISCOVERED, State.FAILED)
+) -> dict[str, Any]:
+    """Take a product for processing: guarded move to ``claimed``, one more attempt counted."""
+    exp = [s.value for s in allowed]
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            """
+            WITH old AS (SELECT state FROM ingest.products WHERE id = %s FOR UPDATE)
+            UPDATE ingest.products p
+               SET state = 'claimed', attempts = p.attempts + 1, next_attempt_at = NULL, updated_at = now()
+              FROM old WHERE p.id = %s AND old.state = ANY(%s)
+            RETURNING p.*, old.state AS from_state
+            """,
+            [product_id, product_id, exp],
+        ).fetchone()
+        if row is None:
+            current = cur.execute("SELECT state FROM ingest.products WHERE id = %s", [product_id]).fetchone()
+            found = current["state"] if current else "no such product"
+            raise StateConflict(f"cannot claim: expected {'/'.join(exp)}, found {found}", product_id=product_id)
+        cur.execute(
+            "INSERT INTO ingest.events (product_id, from_state, to_state, worker, message, details) "
+            "VALUES (%s, %s, 'claimed', %s, %s, %s)",
+            [product_id, row["from_state"], WORKER, f"attempt {row['attempts']}", None],
+        )
+        return row

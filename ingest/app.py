@@ -1,0 +1,67 @@
+"""Composition root: settings and collection specs -> provider, state, pipeline runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from ingest import collections as col
+from ingest.adapters.eodag import EodagProvider
+from ingest.collections import CollectionSpec
+from ingest.errors import IngestError
+from ingest.harvest import Discovery, harvest
+from ingest.pipeline import Outcome, process
+from ingest.settings import Settings
+from ingest.state import repo
+from ingest.state.db import connect
+from ingest.state.machine import State
+
+
+@dataclass
+class App:
+    settings: Settings
+    _providers: dict[str, EodagProvider] = field(default_factory=dict)
+
+    @cached_property
+    def specs(self) -> dict[str, CollectionSpec]:
+        return col.load_all(self.settings.collections_dir)
+
+    def spec(self, collection_id: str) -> CollectionSpec:
+        try:
+            return self.specs[collection_id]
+        except KeyError:
+            known = ", ".join(sorted(self.specs)) or "none"
+            raise IngestError(f"unknown collection {collection_id!r} (known: {known})") from None
+
+    def provider(self, spec: CollectionSpec) -> EodagProvider:
+        name = spec.source.provider or self.settings.provider
+        if name not in self._providers:
+            settings = self.settings.model_copy(update={"provider": name})
+            mapping = {s.source.eodag_collection: s.source.eodag_collection for s in self.specs.values()}
+            self._providers[name] = EodagProvider(settings, collections=mapping)
+        return self._providers[name]
+
+    def harvest(self, collection_id: str) -> Discovery:
+        spec = self.spec(collection_id)
+        with connect(self.settings) as conn:
+            return harvest(conn, self.provider(spec), spec)
+
+    def process(self, product_id: str, *, force: bool = False) -> Outcome:
+        with connect(self.settings) as conn:
+            row = repo.get_product(conn, product_id)
+            if row is None:
+                raise IngestError(f"unknown product {product_id!r}: harvest or backfill it first")
+            spec = self.spec(row["collection"])
+            allowed: tuple[State, ...] = (State.DISCOVERED, State.FAILED)
+            if force:
+                allowed += (State.CATALOGUED,)
+                if row["state"] == State.INVALID:
+                    repo.transition(conn, product_id, State.INVALID, State.DISCOVERED, message="forced by an operator")
+            return process(
+                conn,
+                self.settings,
+                product_id,
+                downloader=self.provider(spec),
+                eodag_collection=spec.source.eodag_collection,
+                allowed=allowed,
+            )
