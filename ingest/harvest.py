@@ -89,7 +89,7 @@ def discover(
         bbox=spec.source.bbox if geometry is None else None,
         geometry=geometry,
         filters=spec.source.filters,
-        page_size=page_size,
+        page_size=min(page_size, max_new) if max_new else page_size,  # the cap holds to the page
     )
     for page in pages:
         out.seen += len(page)

@@ -24,6 +24,17 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, default=str)
 
 
+class QuietLibraries(logging.Filter):
+    """Libraries log tracebacks for errors we catch and report ourselves in one line: keep their
+    message, drop the traceback (``--debug`` shows everything)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("ingest") and logging.getLogger().level > logging.DEBUG:
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def setup(level: str = "INFO", *, json_lines: bool | None = None) -> None:
     if json_lines is None:
         json_lines = not sys.stderr.isatty()
@@ -32,8 +43,11 @@ def setup(level: str = "INFO", *, json_lines: bool | None = None) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.addFilter(QuietLibraries())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "eodag", "rasterio", "alembic", "psycopg.pool"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # EODAG warns about every built-in provider it skips; we load only the configured one
+    logging.getLogger("eodag.provider").setLevel(max(logging.ERROR, root.level))

@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     )
     provider_username: SecretStr | None = Field(default=None, description="Credentials of a built-in provider.")
     provider_password: SecretStr | None = None
+    provider_search_retries: int = Field(default=3, ge=0, description="Retries of a failing search request (5xx).")
+    provider_timeout_s: float = Field(default=60.0, gt=0, description="Timeout of one search request.")
 
     # --- download and unpack ---
     download_attempts: int = Field(default=3, ge=1, description="Tries per download within one processing attempt.")

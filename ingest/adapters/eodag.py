@@ -45,7 +45,9 @@ _EODAG_ENV_KEYS = (
 )
 
 
-def stac_provider_config(name: str, url: str, collections: dict[str, str]) -> dict[str, Any]:
+def stac_provider_config(
+    name: str, url: str, collections: dict[str, str], *, retries: int = 3, timeout_s: float = 60.0
+) -> dict[str, Any]:
     """EODAG provider configuration for a STAC API at ``url`` (its root, ``/search`` beside it).
 
     ``collections`` maps EODAG collection ids to the provider's own collection ids.
@@ -60,6 +62,8 @@ def stac_provider_config(name: str, url: str, collections: dict[str, str]) -> di
                 "type": "StacSearch",
                 "api_endpoint": f"{root}/search",
                 "need_auth": False,
+                "retry_total": retries,  # EODAG retries 5xx and refused connections with backoff
+                "timeout": timeout_s,
                 "discover_collections": {"fetch_url": None},
                 "discover_queryables": {"fetch_url": None, "collection_fetch_url": None},
                 "sort": {"sort_param_mapping": {"published": "published"}},
@@ -138,7 +142,13 @@ class EodagProvider:
             providers.mkdir(exist_ok=True)
             for stale in providers.glob("*.yml"):
                 stale.unlink()
-            doc = stac_provider_config(self.name, self.url, self._collections)
+            doc = stac_provider_config(
+                self.name,
+                self.url,
+                self._collections,
+                retries=self._settings.provider_search_retries,
+                timeout_s=self._settings.provider_timeout_s,
+            )
             (providers / f"{self.name}.yml").write_text(yaml.safe_dump(doc, sort_keys=False))
             env["EODAG_PROVIDERS_CFG_DIR"] = str(providers)
         else:

@@ -1,0 +1,265 @@
+"""Acquisition end to end: EODAG really talks HTTP to the local provider, state in the real database.
+
+Each test gets its own provider root and server and its own collection id, so watermarks and
+products never mix between tests.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from ingest.adapters.eodag import EodagProvider
+from ingest.collections import CollectionSpec, load_spec
+from ingest.devtools.catalog import ProviderEntry, add_entries, sha256_file
+from ingest.devtools.provider import Faults, ProviderServer
+from ingest.devtools.publish import ProductPlan, plan_products, publish_generated, publish_safe
+from ingest.errors import ProviderUnavailable
+from ingest.harvest import harvest
+from ingest.pipeline import process
+from ingest.settings import Settings
+from ingest.state import migrations, repo
+from ingest.state.machine import State
+from tests.conftest import FIXTURES, ROOT, Stack, free_port, run_cli
+
+START = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+@dataclass
+class World:
+    root: Path
+    server: ProviderServer
+    settings: Settings
+    spec: CollectionSpec
+    conn: psycopg.Connection
+    entries: list[ProviderEntry]
+
+    @property
+    def provider(self) -> EodagProvider:
+        return EodagProvider(self.settings)
+
+    def process(self, product_id: str) -> Any:
+        return process(
+            self.conn, self.settings, product_id, downloader=self.provider, eodag_collection="S2_MSI_L2A"
+        )
+
+    def work_of(self, product_id: str) -> Path:
+        return self.settings.work_dir / self.spec.id / product_id
+
+
+@pytest.fixture
+def world(empty_db: str, tmp_path: Path) -> Iterator[World]:
+    root = tmp_path / "provider"
+    entries = [
+        publish_generated(root, plan, size=60) for plan in plan_products(3, kinds=("S2_MSI_L2A",), start=START)
+    ]
+    spec = load_spec(ROOT / "collections" / "sentinel-2-l2a.yaml").model_copy(
+        update={"id": f"t-{uuid.uuid4().hex[:10]}"}
+    )
+    migrations.upgrade(empty_db)  # the ingest schema only: acquisition does not touch pgstac
+    with ProviderServer(root, port=0) as server, psycopg.connect(empty_db) as conn:
+        settings = Settings(
+            database_url=empty_db,
+            provider="local",
+            provider_url=server.url,
+            work_dir=tmp_path / "work",
+            download_backoff_s=0.01,
+            provider_search_retries=0,
+            retry_base_delay_s=60,
+            _env_file=None,  # never a developer's .stack/ or .env
+        )  # type: ignore[call-arg]
+        yield World(root, server, settings, spec, conn, entries)
+
+
+def _states(w: World) -> dict[str, str]:
+    rows = w.conn.execute("SELECT id, state FROM ingest.products WHERE collection = %s", [w.spec.id]).fetchall()
+    return dict(rows)
+
+
+# ----------------------------------------------------------------------------- discovery
+
+
+def test_harvest_records_each_product_once_and_advances_the_watermark(world: World) -> None:
+    first = harvest(world.conn, world.provider, world.spec)
+    assert sorted(first.new_ids) == sorted(e.id for e in world.entries)
+    assert set(_states(world).values()) == {"discovered"}
+    newest = max(e.published for e in world.entries)
+    assert repo.get_watermark(world.conn, world.spec.id) == newest
+    row = repo.get_product(world.conn, world.entries[0].id)
+    assert row is not None and row["upstream_checksum"] == world.entries[0].multihash
+    assert row["size_bytes"] == world.entries[0].size and row["published_at"] == world.entries[0].published
+
+    again = harvest(world.conn, world.provider, world.spec)
+    assert again.new_ids == [] and again.seen == 3  # the overlap re-reads them; nothing is added twice
+    sent = json.loads(world.server.stats.to_dict()["recent"][-1]["body"])
+    assert sent["query"]["published"]["gte"].startswith((newest - world.spec.harvest.overlap).strftime("%Y-%m-%dT%H"))
+    n_events = world.conn.execute(
+        "SELECT count(*) FROM ingest.events e JOIN ingest.products p ON p.id = e.product_id WHERE p.collection = %s",
+        [world.spec.id],
+    ).fetchone()
+    assert n_events == (3,)
+
+
+def test_late_published_product_inside_the_overlap_is_found(world: World) -> None:
+    harvest(world.conn, world.provider, world.spec)
+    watermark = repo.get_watermark(world.conn, world.spec.id)
+    assert watermark is not None
+    late = ProductPlan("S2_MSI_L2A", START + timedelta(days=3), watermark - timedelta(hours=20), seed=77)
+    too_late = ProductPlan("S2_MSI_L2A", START + timedelta(days=4), watermark - timedelta(days=5), seed=78)
+    late_entry = publish_generated(world.root, late, size=60)
+    publish_generated(world.root, too_late, size=60)
+    found = harvest(world.conn, world.provider, world.spec)
+    # published 20 h before the watermark: inside the 2-day overlap; 5 days before: outside, by design
+    assert found.new_ids == [late_entry.id]
+    assert repo.get_watermark(world.conn, world.spec.id) == watermark  # never moves back
+
+
+def test_max_products_caps_a_run_and_the_next_run_continues(world: World) -> None:
+    spec = world.spec.model_copy(update={"harvest": world.spec.harvest.model_copy(update={"max_products": 2})})
+    for plan in plan_products(3, kinds=("S2_MSI_L2A",), start=START + timedelta(days=1), seed=50):
+        publish_generated(world.root, plan, size=60)
+    runs = []
+    for _ in range(4):
+        runs.append(harvest(world.conn, world.provider, spec))
+    assert [len(r.new_ids) for r in runs][:3] == [2, 2, 2] and not runs[-1].new_ids
+    assert len(_states(world)) == 6
+
+
+def test_unreachable_provider_is_a_clear_error(world: World, stack: Stack) -> None:
+    dead = world.settings.model_copy(update={"provider_url": f"http://127.0.0.1:{free_port()}"})
+    with pytest.raises(ProviderUnavailable, match=r"provider 'local' at http://127\.0\.0\.1:\d+"):
+        harvest(world.conn, EodagProvider(dead), world.spec)
+    assert _states(world) == {}
+    # the same through the CLI: one line, exit code 69 (EX_UNAVAILABLE)
+    env = {**stack.env, "INGEST_PROVIDER_URL": dead.provider_url, "INGEST_WORK_DIR": str(world.settings.work_dir),
+           "INGEST_PROVIDER_SEARCH_RETRIES": "0"}  # fmt: skip
+    done = run_cli("--text-logs", "harvest", "sentinel-2-l2a", "--once", env=env)
+    assert done.returncode == 69, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: search on provider 'local' at http://127.0.0.1:") and "Connection refused" in last
+    assert "Traceback" not in done.stderr
+
+
+# ----------------------------------------------------------------------------- download and verification
+
+
+def test_download_verifies_and_unpacks(world: World) -> None:
+    harvest(world.conn, world.provider, world.spec)
+    pid = world.entries[0].id
+    out = world.process(pid)
+    assert out.state is State.DOWNLOADED and out.error is None
+    safe = world.work_of(pid) / "unpacked" / f"{pid}.SAFE"
+    assert (safe / "manifest.safe").is_file()
+    assert not (world.work_of(pid) / "download").exists()  # the archive goes once unpacked
+    events = repo.events_of(world.conn, pid)
+    assert [e["to_state"] for e in events] == ["discovered", "claimed", "downloaded"]
+    assert events[-1]["details"]["files"] > 10 and events[-1]["details"]["bytes"] == world.entries[0].size
+
+
+def test_transient_errors_are_retried_then_succeed(world: World) -> None:
+    harvest(world.conn, world.provider, world.spec)
+    world.server.set_faults(Faults(fail_first_n=1))  # the first download answers 503
+    pid = world.entries[1].id
+    out = world.process(pid)
+    assert out.state is State.DOWNLOADED
+    assert repo.events_of(world.conn, pid)[-1]["details"]["tries"] == 2
+
+
+@pytest.mark.parametrize(
+    ("fault", "state", "cause"),
+    [
+        ("truncate", "failed", "interrupted|truncated|announced"),
+        ("500", "failed", "HTTP 500"),
+        ("vanish", "failed", "no longer has this product"),
+        ("corrupt", "invalid", "differs from the provider's .* on all 3 downloads"),
+    ],
+)
+def test_bad_downloads_end_failed_or_invalid_with_the_cause(world: World, fault: str, state: str, cause: str) -> None:
+    harvest(world.conn, world.provider, world.spec)
+    bad, good = world.entries[0].id, world.entries[1].id
+    world.server.set_faults(Faults(products={bad: fault}))
+    out = world.process(bad)
+    assert out.state.value == state
+    row = repo.get_product(world.conn, bad)
+    assert row is not None and row["state"] == state
+    assert row["last_error"] and __import__("re").search(cause, row["last_error"]), row["last_error"]
+    if state == "failed" and fault != "vanish":
+        assert row["next_attempt_at"] is not None  # the retry policy brings it back later
+    if fault == "vanish":
+        assert row["next_attempt_at"] is None  # gone upstream: only an operator retries
+    # nothing half-done is left that could pass for complete
+    work = world.work_of(bad)
+    assert not list(work.rglob("*.zip")) and not list(work.rglob("*.partial"))
+    assert not (work / "unpacked").exists()
+    # other products are not affected
+    assert world.process(good).state is State.DOWNLOADED
+
+
+def _publish_raw_zip(root: Path, product_id: str, files: dict[str, bytes]) -> ProviderEntry:
+    """Put an arbitrary (possibly hostile) archive on the provider, bypassing its own checks."""
+    target = root / "products" / f"{product_id}.zip"
+    with zipfile.ZipFile(target, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    checksum, size = sha256_file(target)
+    geometry = {"type": "Polygon", "coordinates": [[[1, 43], [2, 43], [2, 44], [1, 44], [1, 43]]]}
+    entry = ProviderEntry(
+        id=product_id, collection="S2_MSI_L2A", geometry=geometry, bbox=[1, 43, 2, 44],
+        datetime=START, published=START + timedelta(days=1), size=size, checksum=checksum, properties={},
+    )  # fmt: skip
+    add_entries(root, [entry])
+    return entry
+
+
+def test_hostile_and_inconsistent_archives_are_invalid(world: World) -> None:
+    evil = _publish_raw_zip(world.root, "S2X_EVIL", {"S2X_EVIL.SAFE/manifest.safe": b"<x/>", "../../escape": b"x"})
+    # a real product whose band was altered after the manifest was written
+    safe_src = next(iter(world.root.glob("products/*.zip")))
+    tampered_dir = world.settings.work_dir.parent / "tampered"
+    with zipfile.ZipFile(safe_src) as zf:
+        zf.extractall(tampered_dir)
+    safe = next(tampered_dir.glob("*.SAFE"))
+    band = next(safe.rglob("*_B02_10m.jp2"))
+    band.write_bytes(band.read_bytes()[:-1] + b"\x00")
+    renamed = safe.with_name(safe.name.replace("_N0510_", "_N0511_"))
+    safe.rename(renamed)
+    tampered = publish_safe(
+        world.root, renamed, collection="S2_MSI_L2A", sensing=START, published=START + timedelta(days=1)
+    )
+    found = harvest(world.conn, world.provider, world.spec)
+    assert {evil.id, tampered.id} <= set(found.new_ids)
+    out = world.process(evil.id)
+    assert out.state is State.INVALID and "climbs out" in (out.error or "")
+    out = world.process(tampered.id)
+    assert out.state is State.INVALID
+    assert "disagree with manifest.safe" in (out.error or "") and "B02_10m.jp2: MD5 mismatch" in (out.error or "")
+    for pid in (evil.id, tampered.id):
+        assert not world.work_of(pid).exists()  # terminal: its work directory is gone
+    shutil.rmtree(tampered_dir)
+
+
+@pytest.mark.skipif(not FIXTURES.exists(), reason="shared fixtures not beside the checkout")
+def test_real_provider_zip_without_safe_layout_is_refused(world: World) -> None:
+    real = next((FIXTURES / "eodag" / "download").glob("S2A_MSIL1C_*.zip"))
+    target = world.root / "products" / real.name
+    shutil.copy(real, target)
+    checksum, size = sha256_file(target)
+    geometry = {"type": "Polygon", "coordinates": [[[1, 43], [2, 43], [2, 44], [1, 44], [1, 43]]]}
+    add_entries(world.root, [ProviderEntry(
+        id=real.stem, collection="S2_MSI_L2A", geometry=geometry, bbox=[1, 43, 2, 44], datetime=START,
+        published=START, size=size, checksum=checksum, properties={},
+    )])  # fmt: skip
+    harvest(world.conn, world.provider, world.spec)
+    out = world.process(real.stem)
+    # eodag's test archive starts at GRANULE/ with no <id>.SAFE/ folder and no manifest: not a product
+    assert out.state is State.INVALID and "expected one .SAFE directory" in (out.error or "")
