@@ -12,6 +12,7 @@ import os
 import shutil
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -90,7 +91,7 @@ def unpack(archive: Path, dest: Path, *, product_id: str, limits: UnpackLimits =
                         if written > expected:  # header lied about sizes: a bomb in disguise
                             raise ValueError("archive expands beyond its declared size")
                         out.write(chunk)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, ValueError, NotImplementedError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise InvalidProduct(f"unsafe or corrupt archive {archive.name}: {exc}", product_id=product_id) from None
     except OSError:  # e.g. a CRC error surfaces as BadZipFile, disk full as OSError

@@ -49,9 +49,7 @@ class World:
         return EodagProvider(self.settings)
 
     def process(self, product_id: str) -> Any:
-        return process(
-            self.conn, self.settings, product_id, downloader=self.provider, eodag_collection="S2_MSI_L2A"
-        )
+        return process(self.conn, self.settings, product_id, downloader=self.provider, eodag_collection="S2_MSI_L2A")
 
     def work_of(self, product_id: str) -> Path:
         return self.settings.work_dir / self.spec.id / product_id
@@ -60,9 +58,7 @@ class World:
 @pytest.fixture
 def world(empty_db: str, tmp_path: Path) -> Iterator[World]:
     root = tmp_path / "provider"
-    entries = [
-        publish_generated(root, plan, size=60) for plan in plan_products(3, kinds=("S2_MSI_L2A",), start=START)
-    ]
+    entries = [publish_generated(root, plan, size=60) for plan in plan_products(3, kinds=("S2_MSI_L2A",), start=START)]
     spec = load_spec(ROOT / "collections" / "sentinel-2-l2a.yaml").model_copy(
         update={"id": f"t-{uuid.uuid4().hex[:10]}"}
     )
@@ -208,7 +204,7 @@ def test_bad_downloads_end_failed_or_invalid_with_the_cause(world: World, fault:
 def _publish_raw_zip(root: Path, product_id: str, files: dict[str, bytes]) -> ProviderEntry:
     """Put an arbitrary (possibly hostile) archive on the provider, bypassing its own checks."""
     target = root / "products" / f"{product_id}.zip"
-    with zipfile.ZipFile(target, "w") as zf:
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, data in files.items():
             zf.writestr(name, data)
     checksum, size = sha256_file(target)
@@ -263,3 +259,87 @@ def test_real_provider_zip_without_safe_layout_is_refused(world: World) -> None:
     out = world.process(real.stem)
     # eodag's test archive starts at GRANULE/ with no <id>.SAFE/ folder and no manifest: not a product
     assert out.state is State.INVALID and "expected one .SAFE directory" in (out.error or "")
+
+
+def _flip_member_byte(zip_path: Path, member_suffix: str) -> None:
+    """Corrupt one byte of a member's compressed data, leaving the archive's directory intact."""
+    with zipfile.ZipFile(zip_path) as zf:
+        info = next(i for i in zf.infolist() if i.filename.endswith(member_suffix))
+    data = bytearray(zip_path.read_bytes())
+    name_len, extra_len = (
+        int.from_bytes(data[info.header_offset + 26 : info.header_offset + 28], "little"),
+        int.from_bytes(data[info.header_offset + 28 : info.header_offset + 30], "little"),
+    )
+    start = info.header_offset + 30 + name_len + extra_len
+    data[start + info.compress_size // 2] ^= 0xFF
+    zip_path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("files", "cause"),
+    [
+        ({"S2X_ABS.SAFE/manifest.safe": b"<x/>", "/etc/evil": b"x"}, "absolute path"),
+        ({"S2X_BOMB.SAFE/manifest.safe": b"<x/>", "S2X_BOMB.SAFE/zeros.bin": b"\0" * 900_000}, "expansion ratio"),
+        ({"S2X_BIG.SAFE/manifest.safe": b"<x/>", "S2X_BIG.SAFE/data.bin": bytes(range(256)) * 8_000}, "over the limit"),
+    ],
+)
+def test_archives_breaking_unpack_limits_are_invalid(world: World, files: dict[str, bytes], cause: str) -> None:
+    pid = next(iter(files)).split(".")[0]
+    _publish_raw_zip(world.root, pid, files)
+    harvest(world.conn, world.provider, world.spec)
+    limited = world.settings.model_copy(update={"unpack_max_bytes": 1_000_000, "unpack_max_ratio": 100.0})
+    out = process(world.conn, limited, pid, downloader=world.provider, eodag_collection="S2_MSI_L2A")
+    assert out.state is State.INVALID and cause in (out.error or "") and pid in str(repo.events_of(world.conn, pid))
+    assert not world.work_of(pid).exists()
+    assert not Path("/etc/evil").exists()
+
+
+def test_corrupt_archive_with_a_matching_checksum_is_invalid(world: World) -> None:
+    # the provider's own archive is broken (its checksum was computed on the broken bytes)
+    src = next(iter(world.root.glob("products/*.zip")))
+    pid = src.stem.replace("_N0510_", "_N0599_")
+    broken = world.root / "products" / f"{pid}.zip"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(broken, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename.replace(src.stem, pid), zin.read(info))
+    _flip_member_byte(broken, "MTD_MSIL2A.xml")
+    checksum, size = sha256_file(broken)
+    add_entries(world.root, [ProviderEntry(
+        id=pid, collection="S2_MSI_L2A", geometry=world.entries[0].geometry, bbox=world.entries[0].bbox,
+        datetime=START, published=START, size=size, checksum=checksum, properties={},
+    )])  # fmt: skip
+    harvest(world.conn, world.provider, world.spec)
+    out = world.process(pid)
+    assert out.state is State.INVALID
+    assert "corrupt archive" in (out.error or "") and ("CRC" in (out.error or "") or "Error -3" in (out.error or ""))
+
+
+def test_search_answering_500_then_recovering(world: World) -> None:
+    world.server.set_faults(Faults(fail_first_n=1))  # the first /search answers 503
+    patient = world.settings.model_copy(update={"provider_search_retries": 1})
+    found = harvest(world.conn, EodagProvider(patient), world.spec)
+    assert len(found.new_ids) == 3
+    statuses = [r["status"] for r in world.server.stats.to_dict()["recent"] if r["path"] == "/search"]
+    assert statuses[:2] == [503, 200]
+
+
+def test_cli_harvest_reports_each_product_and_continues_past_a_bad_one(world: World, stack: Stack) -> None:
+    bad = world.entries[1].id
+    world.server.set_faults(Faults(products={bad: "corrupt"}))
+    env = {
+        **stack.env, "INGEST_DATABASE_URL": world.settings.require_database_url(),
+        "INGEST_PROVIDER_URL": world.server.url, "INGEST_WORK_DIR": str(world.settings.work_dir),
+        "INGEST_DOWNLOAD_BACKOFF_S": "0",
+    }  # fmt: skip
+    spec_dir = world.settings.work_dir.parent / "collections"
+    spec_dir.mkdir()
+    spec_dir.joinpath(f"{world.spec.id}.yaml").write_text(
+        (ROOT / "collections" / "sentinel-2-l2a.yaml").read_text().replace("id: sentinel-2-l2a", f"id: {world.spec.id}")
+    )
+    env["INGEST_COLLECTIONS_DIR"] = str(spec_dir)
+    done = run_cli("--text-logs", "harvest", world.spec.id, "--once", env=env)
+    assert done.returncode == 75, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"{world.spec.id}: 3 seen, 3 new"
+    assert sorted(line.split()[0] for line in lines[1:]) == ["downloaded", "downloaded", "invalid"]
+    assert any(line.startswith("invalid") and bad in line and "differs from the provider's" in line for line in lines)
