@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 CHUNK = 1 << 20
 
@@ -82,3 +84,63 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
         while chunk := f.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+class FollowingHasher:
+    """Hash a file while another party is still writing it (a download in progress).
+
+    A thread waits for the first file matching ``pattern`` under ``directory``, then reads it as it
+    grows; ``finish(path)`` reads what is left once the writer is done and returns the hex digest.
+    The file may be renamed meanwhile: the open descriptor follows it.
+    """
+
+    def __init__(self, directory: Path, algorithm: str, pattern: str = "*.zip", poll_s: float = 0.05) -> None:
+        import threading
+
+        self._dir, self._pattern, self._poll = directory, pattern, poll_s
+        self._h = hashlib.new(algorithm)
+        self._done = threading.Event()
+        self._file: BinaryIO | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="follow-hash", daemon=True)
+
+    def __enter__(self) -> FollowingHasher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+        if self._file is not None:
+            self._file.close()
+
+    def _run(self) -> None:
+        try:
+            while not self._done.is_set() and self._file is None:
+                found = next(iter(sorted(self._dir.rglob(self._pattern))), None) if self._dir.exists() else None
+                if found is not None:
+                    self._file = open(found, "rb")  # noqa: SIM115 - closed in __exit__
+                else:
+                    self._done.wait(self._poll)
+            while self._file is not None and not self._done.is_set():
+                chunk = self._file.read(CHUNK)
+                if chunk:
+                    self._h.update(chunk)
+                else:
+                    self._done.wait(self._poll)
+        except OSError as exc:
+            self._error = exc
+
+    def finish(self, path: Path) -> str:
+        """Stop following and hash the rest; falls back to a full read if the file was never seen."""
+        self._done.set()
+        self._thread.join()
+        if (
+            self._error is not None
+            or self._file is None
+            or not os.path.samestat(os.fstat(self._file.fileno()), path.stat())
+        ):
+            return file_digest(path, self._h.name)
+        while chunk := self._file.read(CHUNK):
+            self._h.update(chunk)
+        return self._h.hexdigest()

@@ -7,7 +7,7 @@ must stay inside the product.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,23 +67,28 @@ def _clean_href(href: str) -> str:
     return rel
 
 
-def _parse(path: Path) -> ET.Element:
-    data = path.read_bytes()
+def _parse(data: bytes, name: str) -> ET.Element:
     if len(data) > _MAX_BYTES:
-        raise ManifestError(f"{path.name}: {len(data)} bytes is too large for a manifest")
+        raise ManifestError(f"{name}: {len(data)} bytes is too large for a manifest")
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-        raise ManifestError(f"{path.name}: manifests must not contain DTD declarations")
+        raise ManifestError(f"{name}: manifests must not contain DTD declarations")
     try:
         # DTDs refused above and ElementTree resolves no external entities, so stdlib parsing is safe
         return ET.fromstring(data)  # noqa: S314
     except ET.ParseError as e:
-        raise ManifestError(f"{path.name} is not well-formed XML: {e}") from e
+        raise ManifestError(f"{name} is not well-formed XML: {e}") from e
 
 
 def manifest_entries(safe: Path) -> list[ManifestEntry]:
     """Files listed in the manifest, in manifest order; conflicting duplicates raise ManifestError."""
+    path = manifest_file(safe)
+    return parse_manifest(path.read_bytes(), path.name)
+
+
+def parse_manifest(data: bytes, name: str = "manifest.safe") -> list[ManifestEntry]:
+    """``manifest_entries`` of a manifest's bytes (e.g. read from an archive before unpacking)."""
     entries: dict[str, ManifestEntry] = {}
-    for obj in _parse(manifest_file(safe)).iter():
+    for obj in _parse(data, name).iter():
         if _local(obj.tag) != "dataObject":
             continue
         for stream in (el for el in obj.iter() if _local(el.tag) == "byteStream"):
@@ -115,11 +120,14 @@ def manifest_checksums(safe: Path) -> dict[str, Checksum]:
     return {e.path: e.checksum for e in manifest_entries(safe) if e.checksum is not None}
 
 
-def verify_manifest(safe: Path, *, skip_missing: Iterable[str] = ()) -> tuple[int, list[ManifestProblem]]:
+def verify_manifest(
+    safe: Path, *, skip_missing: Iterable[str] = (), known: Mapping[str, Checksum] | None = None
+) -> tuple[int, list[ManifestProblem]]:
     """Check every listed file: present, of the listed size, with the listed checksum.
 
     Returns (files whose checksum was verified, problems). ``skip_missing`` names files whose absence
-    is expected (e.g. parts a provider does not ship).
+    is expected (e.g. parts a provider does not ship). ``known`` holds digests already computed
+    (while unpacking), so those files are not read a second time.
     """
     skip = set(skip_missing)
     base = manifest_file(safe).parent
@@ -136,7 +144,12 @@ def verify_manifest(safe: Path, *, skip_missing: Iterable[str] = ()) -> tuple[in
             problems.append(ManifestProblem(entry.path, f"size {size} != {entry.size}"))
         elif entry.checksum is not None:
             checked += 1
-            if file_digest(path, entry.checksum.algorithm) != entry.checksum.hexdigest:
+            seen = (known or {}).get(entry.path)
+            if seen is not None and seen.algorithm == entry.checksum.algorithm:
+                digest = seen.hexdigest
+            else:
+                digest = file_digest(path, entry.checksum.algorithm)
+            if digest != entry.checksum.hexdigest:
                 problems.append(ManifestProblem(entry.path, f"{entry.checksum_name} mismatch"))
         elif entry.checksum_name:
             problems.append(ManifestProblem(entry.path, f"unsupported checksum {entry.checksum_name}"))

@@ -8,17 +8,19 @@ place at the end, so a partial tree never looks complete.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import stat
 import zipfile
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ingest.errors import InvalidProduct
 
-CHUNK = 1 << 20
+CHUNK = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -64,9 +66,19 @@ def check_archive(zf: zipfile.ZipFile, archive_size: int, limits: UnpackLimits) 
     return total
 
 
-def unpack(archive: Path, dest: Path, *, product_id: str, limits: UnpackLimits = UnpackLimits()) -> Path:
+def unpack(
+    archive: Path,
+    dest: Path,
+    *,
+    product_id: str,
+    limits: UnpackLimits = UnpackLimits(),
+    algorithms: Mapping[str, str] | None = None,
+    digests: dict[str, str] | None = None,
+) -> Path:
     """Unpack ``archive`` into ``dest`` (which must not exist); returns ``dest``.
 
+    ``algorithms`` maps member names to hashlib algorithms: those members are hashed while they are
+    written and their hex digests put into ``digests`` (one read of the data instead of two).
     Raises InvalidProduct naming the product and the cause for any hostile or corrupt archive.
     """
     tmp = dest.with_name(dest.name + ".partial")
@@ -85,12 +97,18 @@ def unpack(archive: Path, dest: Path, *, product_id: str, limits: UnpackLimits =
                 if _is_link(info):
                     os.symlink(zf.read(info).decode(), target)
                     continue
+                algorithm = (algorithms or {}).get(info.filename)
+                h = hashlib.new(algorithm) if algorithm else None
                 with zf.open(info) as src, open(target, "wb") as out:
                     while chunk := src.read(CHUNK):
                         written += len(chunk)
                         if written > expected:  # header lied about sizes: a bomb in disguise
                             raise ValueError("archive expands beyond its declared size")
                         out.write(chunk)
+                        if h is not None:
+                            h.update(chunk)
+                if h is not None and digests is not None:
+                    digests[info.filename] = h.hexdigest()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, ValueError, NotImplementedError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise InvalidProduct(f"unsafe or corrupt archive {archive.name}: {exc}", product_id=product_id) from None
