@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-echo "==> ruff";  .venv/bin/ruff check ingest tests
+echo "==> ruff";  .venv/bin/ruff check ingest tests benchmarks
 echo "==> mypy";  .venv/bin/mypy ingest
 echo "==> pytest"
 exec .venv/bin/pytest "$@"
