@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     s3_prefix: str = Field(default="ingest", description="Key prefix under which every object is written.")
     s3_access_key_id: SecretStr | None = None
     s3_secret_access_key: SecretStr | None = None
+    s3_multipart_threshold_mib: int = Field(default=64, ge=5, description="Files at least this big are sent in parts.")
+    s3_multipart_chunksize_mib: int = Field(default=32, ge=5, le=5120, description="Part size of multipart uploads.")
+    s3_connect_timeout_s: float = Field(default=2.0, gt=0)
+    s3_read_timeout_s: float = Field(default=30.0, gt=0)
+    s3_max_attempts: int = Field(default=3, ge=1, description="Tries per S3 request (botocore standard retries).")
     public_base_url: str | None = Field(
         default=None, description="HTTPS base that serves the bucket; assets get HTTPS hrefs when set."
     )

@@ -321,18 +321,17 @@ def _stop_moto(cfg: StackConfig) -> bool:
 
 
 def _ensure_bucket(cfg: StackConfig, key_id: str, secret: str) -> None:
-    import boto3
+    from pydantic import SecretStr
 
-    s3 = boto3.client(
-        "s3",
+    from ingest.adapters.s3 import ObjectStore
+
+    ObjectStore(
+        bucket=cfg.bucket,
         endpoint_url=f"http://127.0.0.1:{cfg.s3_port}",
-        region_name=cfg.region,
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
-    )
-    names = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
-    if cfg.bucket not in names:
-        s3.create_bucket(Bucket=cfg.bucket)
+        region=cfg.region,
+        access_key_id=SecretStr(key_id),
+        secret_access_key=SecretStr(secret),
+    ).ensure_bucket()
 
 
 # ----------------------------------------------------------------------------- stack.env
