@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from ingest import collections as col
 from ingest.adapters.eodag import EodagProvider
+from ingest.adapters.s3 import ObjectStore
 from ingest.collections import CollectionSpec
 from ingest.errors import IngestError
 from ingest.harvest import Discovery, harvest
-from ingest.pipeline import Outcome, process
+from ingest.pipeline import Outcome, Services, process
 from ingest.settings import Settings
 from ingest.state import repo
 from ingest.state.db import connect
@@ -41,12 +43,28 @@ class App:
             self._providers[name] = EodagProvider(settings, collections=mapping)
         return self._providers[name]
 
+    @cached_property
+    def store(self) -> ObjectStore:
+        return ObjectStore.from_settings(self.settings)
+
+    def services(self, spec: CollectionSpec) -> Services:
+        return Services(
+            downloader=self.provider(spec), store=self.store, pgstac_dsn=self.settings.require_database_url()
+        )
+
     def harvest(self, collection_id: str) -> Discovery:
         spec = self.spec(collection_id)
         with connect(self.settings) as conn:
             return harvest(conn, self.provider(spec), spec)
 
-    def process(self, product_id: str, *, force: bool = False) -> Outcome:
+    def due(self, collection_id: str) -> list[str]:
+        spec = self.spec(collection_id)
+        with connect(self.settings) as conn:
+            return repo.due_products(conn, spec.id, limit=spec.harvest.max_products)
+
+    def process(
+        self, product_id: str, *, force: bool = False, should_stop: Callable[[], bool] = lambda: False
+    ) -> Outcome:
         with connect(self.settings) as conn:
             row = repo.get_product(conn, product_id)
             if row is None:
@@ -61,7 +79,9 @@ class App:
                 conn,
                 self.settings,
                 product_id,
-                downloader=self.provider(spec),
-                eodag_collection=spec.source.eodag_collection,
+                spec=spec,
+                services=self.services(spec),
                 allowed=allowed,
+                force=force,
+                should_stop=should_stop,
             )

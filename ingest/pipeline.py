@@ -18,13 +18,19 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pystac
 
+from ingest.adapters import pgstac
+from ingest.adapters.s3 import ObjectStore
+from ingest.collections import CollectionSpec
 from ingest.errors import IngestError, InvalidProduct, StateConflict
 from ingest.retry import RetryPolicy, decide
 from ingest.settings import Settings
+from ingest.stages import convert, describe
 from ingest.stages.acquire import Downloader, acquire
-from ingest.stages.artifacts import ProviderProduct
+from ingest.stages.artifacts import Provenance, ProviderProduct
 from ingest.stages.unpack import UnpackLimits
+from ingest.stages.upload import upload_product
 from ingest.state import repo
 from ingest.state.machine import State
 
@@ -37,6 +43,7 @@ class Outcome:
     state: State
     error: str | None = None
     seconds: float = 0.0
+    released: bool = False  # given back unfinished (the process is stopping); it is due again at once
 
 
 def product_from_row(row: dict[str, Any]) -> ProviderProduct:
@@ -94,44 +101,157 @@ def record_failure(
     return Outcome(product_id, State.FAILED, cause)
 
 
+class _Stopping(Exception):
+    """Raised between stages when the process is asked to stop."""
+
+
+@dataclass(frozen=True)
+class Services:
+    """The adapters one product run talks to."""
+
+    downloader: Downloader
+    store: ObjectStore
+    pgstac_dsn: str
+
+
+def _provenance(item: pystac.Item, product: ProviderProduct, now: datetime) -> Provenance:
+    props = item.properties
+    baseline = props.get("s2:processing_baseline") or props.get("processing:version")
+    return Provenance(
+        upstream_id=product.id,
+        provider=product.provider,
+        processing_baseline=str(baseline) if baseline is not None else None,
+        ingested_at=now,
+        upstream_checksum=product.checksum,
+    )
+
+
+def _keep_created(services: Services, item: dict[str, Any]) -> None:
+    """A re-processed item keeps the ``created`` of its first load, so harvesters see an update."""
+    old = pgstac.get_item(services.pgstac_dsn, item["collection"], item["id"])
+    created = (old or {}).get("properties", {}).get("created")
+    if created:
+        item["properties"]["created"] = created
+
+
 def process(
     conn: psycopg.Connection,
     settings: Settings,
     product_id: str,
     *,
-    downloader: Downloader,
-    eodag_collection: str,
+    spec: CollectionSpec,
+    services: Services,
     allowed: tuple[State, ...] = (State.DISCOVERED, State.FAILED),
+    force: bool = False,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> Outcome:
-    """Claim ``product_id`` and take it as far as the stages go; returns where it ended."""
+    """Claim ``product_id`` and take it through every stage to ``catalogued``; returns where it ended.
+
+    ``should_stop`` is asked between stages: when it says so, the product is released (back to
+    ``discovered``, its work directory removed) so that another worker can take it at once.
+
+    Objects are uploaded before the item is loaded, so no item ever points at a missing object; a
+    product found invalid after its upload has its objects removed, so nothing is left that nothing owns.
+    """
     started = time.monotonic()
     row = repo.claim(conn, product_id, allowed=allowed)
-    product = product_from_row({**row, "eodag_collection": eodag_collection})
+    product = product_from_row({**row, "eodag_collection": spec.source.eodag_collection})
     work = work_dir_of(settings, row["collection"], product_id)
     state = State.CLAIMED
+    item_id: str | None = None
+
+    def advance(new: State, message: str, details: dict[str, Any], **fields: Any) -> None:
+        nonlocal state
+        repo.transition(conn, product_id, state, new, message=message, details=details, set_fields=fields or None)
+        state = new
+        if new is not State.CATALOGUED and should_stop():
+            raise _Stopping
+
     try:
+        if should_stop():
+            raise _Stopping
         got = acquire(
-            downloader,
+            services.downloader,
             product,
             work,
             policy=download_policy(settings),
             limits=UnpackLimits(max_total_bytes=settings.unpack_max_bytes, max_ratio=settings.unpack_max_ratio),
         )
-        repo.transition(
-            conn,
-            product_id,
-            state,
+        advance(
             State.DOWNLOADED,
-            message=f"{got.archive_bytes} bytes, {got.files_verified} files verified",
-            details={"bytes": got.archive_bytes, "files": got.files_verified, "tries": got.tries, "s": got.seconds},
+            f"{got.archive_bytes} bytes, {got.files_verified} files verified",
+            {"bytes": got.archive_bytes, "files": got.files_verified, "tries": got.tries, "s": round(got.seconds, 3)},
         )
-        state = State.DOWNLOADED
+
+        item = describe.build_item(got.safe_dir, spec)
+        item_id = item.id
+        t0 = time.monotonic()
+        cogs = convert.convert_product(
+            describe.raster_sources(item, spec), work / "cog", spec.cog, workers=settings.convert_workers
+        )
+        cog_bytes = sum(c.size for c in cogs)
+        advance(
+            State.CONVERTED,
+            f"{len(cogs)} COGs, {cog_bytes} bytes",
+            {"cogs": len(cogs), "bytes": cog_bytes, "s": round(time.monotonic() - t0, 3)},
+        )
+
+        t0 = time.monotonic()
+        stored = upload_product(
+            services.store,
+            collection=spec.id,
+            item_id=item.id,
+            cogs=cogs,
+            metadata=describe.metadata_files(item),
+            force=force,
+            workers=settings.upload_workers,
+        )
+        sent = [s for s in stored.values() if s.uploaded]
+        advance(
+            State.UPLOADED,
+            f"{len(sent)} objects sent, {len(stored) - len(sent)} unchanged",
+            {"sent": len(sent), "bytes": sum(s.size for s in sent), "s": round(time.monotonic() - t0, 3)},
+            s3_prefix=services.store.href(services.store.item_prefix(spec.id, item.id)),
+            item_id=item.id,
+        )
+
+        now = datetime.now(UTC)
+        provenance = _provenance(item, product, now)
+        document = describe.finalize_item(
+            item, stored=stored, cogs={c.asset_key: c for c in cogs}, provenance=provenance, now=now
+        )
+        _keep_created(services, document)
+        pgstac.load_items(services.pgstac_dsn, [document])
+        advance(State.CATALOGUED, f"item {item.id} in {spec.id}", {"item": item.id})
     except StateConflict:
         raise  # someone else moved it: not ours to record
+    except _Stopping:
+        repo.transition(conn, product_id, state, State.DISCOVERED, message=f"released in {state.value}: stopping")
+        shutil.rmtree(work, ignore_errors=True)
+        log.info("%s: released in %s (stopping)", product_id, state.value)
+        return Outcome(product_id, State.DISCOVERED, None, time.monotonic() - started, released=True)
     except Exception as exc:
         out = record_failure(conn, product_id, state, exc, row["attempts"], product_policy(settings))
         if out.state is State.INVALID:
+            _discard(services, spec, item_id, state, product_id)
             shutil.rmtree(work, ignore_errors=True)
         log.warning("%s: %s in %s: %s", product_id, out.state.value, state.value, out.error)
         return Outcome(product_id, out.state, out.error, time.monotonic() - started)
+    shutil.rmtree(work, ignore_errors=True)
     return Outcome(product_id, state, None, time.monotonic() - started)
+
+
+def _discard(services: Services, spec: CollectionSpec, item_id: str | None, state: State, product_id: str) -> None:
+    """Remove what an invalid product may have stored (only its own item prefix), unless it is catalogued.
+
+    An item id of a product that reached pgstac before (a forced re-run) keeps its objects: the
+    catalogued item still points at them.
+    """
+    if item_id is None or state not in (State.CONVERTED, State.UPLOADED):
+        return
+    if pgstac.get_item(services.pgstac_dsn, spec.id, item_id) is not None:
+        return
+    try:
+        services.store.delete_item_objects(spec.id, item_id)
+    except IngestError as exc:  # the product is recorded invalid already; say what was left behind
+        log.error("%s: objects under %s/%s not removed: %s", product_id, spec.id, item_id, exc)

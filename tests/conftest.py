@@ -92,6 +92,32 @@ def empty_db(stack: Stack) -> Iterator[str]:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+@pytest.fixture(scope="session")
+def migrated_template(stack: Stack) -> str:
+    """A database with pgstac and the ingest schema at head, copied by ``migrated_db`` (migrating once)."""
+    from ingest import stack as st
+
+    name = "tmpl_" + secrets.token_hex(4)
+    with psycopg.connect(stack.database("postgres"), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    st.migrate_database(stack.database(name))
+    return name
+
+
+@pytest.fixture
+def migrated_db(stack: Stack, migrated_template: str) -> Iterator[str]:
+    """A brand-new database with pgstac and the ingest schema migrated; dropped afterwards."""
+    name = "t_" + secrets.token_hex(6)
+    admin = stack.database("postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {migrated_template}")
+    try:
+        yield stack.database(name)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 def run_cli(
     *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:

@@ -27,8 +27,12 @@ def dsn_password(dsn: str) -> str | None:
 
 @contextmanager
 def connect(
-    settings: Settings | None = None, *, dsn: str | None = None, autocommit: bool = False, timeout_s: int = 5
+    settings: Settings | None = None, *, dsn: str | None = None, autocommit: bool = True, timeout_s: int = 5
 ) -> Iterator[psycopg.Connection]:
+    """A connection, closed on exit. Autocommit by default: every change in this code base is one
+    statement or an explicit ``conn.transaction()``; without autocommit a first read opens an implicit
+    transaction, later ``transaction()`` blocks become savepoints inside it, and closing the connection
+    throws every change away."""
     if dsn is None:
         settings = settings or load_settings()
         dsn = settings.require_database_url()

@@ -198,3 +198,21 @@ def claim(
             [product_id, row["from_state"], WORKER, f"attempt {row['attempts']}", None],
         )
         return row
+
+
+def due_products(conn: psycopg.Connection, collection: str, *, limit: int) -> list[str]:
+    """Products of a collection ready to be processed now: discovered, or failed with a retry that is due.
+
+    Oldest publication first, so a backlog drains in the order the provider published it.
+    """
+    rows = conn.execute(
+        """
+        SELECT id FROM ingest.products
+         WHERE collection = %s
+           AND (state = 'discovered' OR (state = 'failed' AND next_attempt_at <= now()))
+         ORDER BY published_at NULLS LAST, id
+         LIMIT %s
+        """,
+        [collection, limit],
+    ).fetchall()
+    return [r[0] for r in rows]

@@ -8,73 +8,27 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
 
 from ingest.adapters.eodag import EodagProvider
-from ingest.collections import CollectionSpec, load_spec
 from ingest.devtools.catalog import ProviderEntry, add_entries, sha256_file
-from ingest.devtools.provider import Faults, ProviderServer
+from ingest.devtools.provider import Faults
 from ingest.devtools.publish import ProductPlan, plan_products, publish_generated, publish_safe
 from ingest.errors import ProviderUnavailable
 from ingest.harvest import harvest
-from ingest.pipeline import process
-from ingest.settings import Settings
-from ingest.state import migrations, repo
+from ingest.state import repo
 from ingest.state.machine import State
 from tests.conftest import FIXTURES, ROOT, Stack, free_port, run_cli
-
-START = datetime(2026, 3, 1, tzinfo=UTC)
-
-
-@dataclass
-class World:
-    root: Path
-    server: ProviderServer
-    settings: Settings
-    spec: CollectionSpec
-    conn: psycopg.Connection
-    entries: list[ProviderEntry]
-
-    @property
-    def provider(self) -> EodagProvider:
-        return EodagProvider(self.settings)
-
-    def process(self, product_id: str) -> Any:
-        return process(self.conn, self.settings, product_id, downloader=self.provider, eodag_collection="S2_MSI_L2A")
-
-    def work_of(self, product_id: str) -> Path:
-        return self.settings.work_dir / self.spec.id / product_id
+from tests.integration.conftest import START, World, WorldFactory
 
 
 @pytest.fixture
-def world(empty_db: str, tmp_path: Path) -> Iterator[World]:
-    root = tmp_path / "provider"
-    entries = [publish_generated(root, plan, size=60) for plan in plan_products(3, kinds=("S2_MSI_L2A",), start=START)]
-    spec = load_spec(ROOT / "collections" / "sentinel-2-l2a.yaml").model_copy(
-        update={"id": f"t-{uuid.uuid4().hex[:10]}"}
-    )
-    migrations.upgrade(empty_db)  # the ingest schema only: acquisition does not touch pgstac
-    with ProviderServer(root, port=0) as server, psycopg.connect(empty_db) as conn:
-        settings = Settings(
-            database_url=empty_db,
-            provider="local",
-            provider_url=server.url,
-            work_dir=tmp_path / "work",
-            download_backoff_s=0.01,
-            provider_search_retries=0,
-            retry_base_delay_s=60,
-            _env_file=None,  # never a developer's .stack/ or .env
-        )  # type: ignore[call-arg]
-        yield World(root, server, settings, spec, conn, entries)
+def world(make_world: WorldFactory) -> World:
+    return make_world("S2_MSI_L2A", count=3, size=60)
 
 
 def _states(w: World) -> dict[str, str]:
@@ -153,13 +107,14 @@ def test_download_verifies_and_unpacks(world: World) -> None:
     harvest(world.conn, world.provider, world.spec)
     pid = world.entries[0].id
     out = world.process(pid)
-    assert out.state is State.DOWNLOADED and out.error is None
-    safe = world.work_of(pid) / "unpacked" / f"{pid}.SAFE"
-    assert (safe / "manifest.safe").is_file()
-    assert not (world.work_of(pid) / "download").exists()  # the archive goes once unpacked
+    assert out.state is State.CATALOGUED and out.error is None
     events = repo.events_of(world.conn, pid)
-    assert [e["to_state"] for e in events] == ["discovered", "claimed", "downloaded"]
-    assert events[-1]["details"]["files"] > 10 and events[-1]["details"]["bytes"] == world.entries[0].size
+    assert [e["to_state"] for e in events] == [
+        "discovered", "claimed", "downloaded", "converted", "uploaded", "catalogued"
+    ]  # fmt: skip
+    downloaded = events[2]["details"]
+    assert downloaded["files"] > 10 and downloaded["bytes"] == world.entries[0].size
+    assert not world.work_of(pid).exists()  # success: the work directory is gone
 
 
 def test_transient_errors_are_retried_then_succeed(world: World) -> None:
@@ -167,8 +122,9 @@ def test_transient_errors_are_retried_then_succeed(world: World) -> None:
     world.server.set_faults(Faults(fail_first_n=1))  # the first download answers 503
     pid = world.entries[1].id
     out = world.process(pid)
-    assert out.state is State.DOWNLOADED
-    assert repo.events_of(world.conn, pid)[-1]["details"]["tries"] == 2
+    assert out.state is State.CATALOGUED
+    downloaded = next(e for e in repo.events_of(world.conn, pid) if e["to_state"] == "downloaded")
+    assert downloaded["details"]["tries"] == 2
 
 
 @pytest.mark.parametrize(
@@ -198,7 +154,7 @@ def test_bad_downloads_end_failed_or_invalid_with_the_cause(world: World, fault:
     assert not list(work.rglob("*.zip")) and not list(work.rglob("*.partial"))
     assert not (work / "unpacked").exists()
     # other products are not affected
-    assert world.process(good).state is State.DOWNLOADED
+    assert world.process(good).state is State.CATALOGUED
 
 
 def _publish_raw_zip(root: Path, product_id: str, files: dict[str, bytes]) -> ProviderEntry:
@@ -288,7 +244,7 @@ def test_archives_breaking_unpack_limits_are_invalid(world: World, files: dict[s
     _publish_raw_zip(world.root, pid, files)
     harvest(world.conn, world.provider, world.spec)
     limited = world.settings.model_copy(update={"unpack_max_bytes": 1_000_000, "unpack_max_ratio": 100.0})
-    out = process(world.conn, limited, pid, downloader=world.provider, eodag_collection="S2_MSI_L2A")
+    out = world.process(pid, settings=limited)
     assert out.state is State.INVALID and cause in (out.error or "") and pid in str(repo.events_of(world.conn, pid))
     assert not world.work_of(pid).exists()
     assert not Path("/etc/evil").exists()
@@ -327,7 +283,7 @@ def test_cli_harvest_reports_each_product_and_continues_past_a_bad_one(world: Wo
     bad = world.entries[1].id
     world.server.set_faults(Faults(products={bad: "corrupt"}))
     env = {
-        **stack.env, "INGEST_DATABASE_URL": world.settings.require_database_url(),
+        **stack.env, "INGEST_DATABASE_URL": world.dsn, "INGEST_S3_BUCKET": world.settings.s3_bucket,
         "INGEST_PROVIDER_URL": world.server.url, "INGEST_WORK_DIR": str(world.settings.work_dir),
         "INGEST_DOWNLOAD_BACKOFF_S": "0",
     }  # fmt: skip
@@ -341,5 +297,5 @@ def test_cli_harvest_reports_each_product_and_continues_past_a_bad_one(world: Wo
     assert done.returncode == 75, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == f"{world.spec.id}: 3 seen, 3 new"
-    assert sorted(line.split()[0] for line in lines[1:]) == ["downloaded", "downloaded", "invalid"]
+    assert sorted(line.split()[0] for line in lines[1:]) == ["catalogued", "catalogued", "invalid"]
     assert any(line.startswith("invalid") and bad in line and "differs from the provider's" in line for line in lines)

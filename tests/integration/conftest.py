@@ -1,0 +1,137 @@
+"""A whole site for pipeline tests: a provider server with generated products, a migrated database
+with the collection published in pgstac, and a bucket of its own on the S3 server."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ingest.adapters.eodag import EodagProvider
+from ingest.adapters.s3 import ObjectStore
+from ingest.catalog import sync_collections
+from ingest.collections import CollectionSpec, load_spec
+from ingest.devtools.catalog import ProviderEntry
+from ingest.devtools.provider import ProviderServer
+from ingest.devtools.publish import plan_products, publish_generated
+from ingest.pipeline import Outcome, Services, process
+from ingest.settings import Settings
+from ingest.state.machine import State
+from tests.conftest import ROOT, Stack
+
+START = datetime(2026, 3, 1, tzinfo=UTC)
+SPEC_OF = {"S2_MSI_L2A": "sentinel-2-l2a", "S2_MSI_L1C": "sentinel-2-l1c", "S1_SAR_GRD": "sentinel-1-grd"}
+
+
+@dataclass
+class World:
+    root: Path
+    server: ProviderServer
+    settings: Settings
+    spec: CollectionSpec
+    conn: psycopg.Connection
+    entries: list[ProviderEntry]
+    kind: str = "S2_MSI_L2A"
+
+    @property
+    def provider(self) -> EodagProvider:
+        return EodagProvider(self.settings)
+
+    @property
+    def store(self) -> ObjectStore:
+        return ObjectStore.from_settings(self.settings)
+
+    @property
+    def dsn(self) -> str:
+        return self.settings.require_database_url()
+
+    def services(self, settings: Settings | None = None) -> Services:
+        s = settings or self.settings
+        return Services(
+            downloader=EodagProvider(s), store=ObjectStore.from_settings(s), pgstac_dsn=s.require_database_url()
+        )
+
+    def process(
+        self, product_id: str, *, settings: Settings | None = None, allowed: Sequence[State] | None = None,
+        force: bool = False,
+    ) -> Outcome:  # fmt: skip
+        s = settings or self.settings
+        kw = {"allowed": tuple(allowed)} if allowed is not None else {}
+        return process(self.conn, s, product_id, spec=self.spec, services=self.services(s), force=force, **kw)
+
+    def cli_env(self, stack: Stack, spec_yaml: str | None = None, **extra: str) -> dict[str, str]:
+        """The environment of an ``ingest`` OS process working on this world: its database, bucket,
+        provider and work dir, and a collections folder holding only this world's collection
+        (``spec_yaml``: the file's text, default the kind's real file renamed to the world's id)."""
+        spec_dir = self.settings.work_dir.parent / "collections"
+        spec_dir.mkdir(parents=True, exist_ok=True)
+        text = spec_yaml or (ROOT / "collections" / f"{SPEC_OF[self.kind]}.yaml").read_text()
+        spec_dir.joinpath(f"{self.spec.id}.yaml").write_text(
+            text.replace(f"id: {SPEC_OF[self.kind]}\n", f"id: {self.spec.id}\n", 1)
+        )
+        return {
+            **stack.env,
+            "INGEST_DATABASE_URL": self.dsn,
+            "INGEST_S3_BUCKET": self.settings.s3_bucket,
+            "INGEST_PROVIDER_URL": self.server.url,
+            "INGEST_WORK_DIR": str(self.settings.work_dir),
+            "INGEST_COLLECTIONS_DIR": str(spec_dir),
+            "INGEST_DOWNLOAD_BACKOFF_S": "0",
+            "INGEST_STACK_DIR": str(self.settings.work_dir.parent / "no-stack"),
+            **extra,
+        }
+
+    def work_of(self, product_id: str) -> Path:
+        return self.settings.work_dir / self.spec.id / product_id
+
+
+WorldFactory = Callable[..., World]
+
+
+@pytest.fixture
+def make_world(migrated_db: str, stack: Stack, tmp_path: Path) -> Iterator[WorldFactory]:
+    """``make_world(kind="S2_MSI_L2A", count=3, size=60)``: one world per test (its own collection id,
+    bucket and provider), so watermarks, products and objects never mix between tests."""
+    opened: list[tuple[ProviderServer, psycopg.Connection]] = []
+
+    def make(kind: str = "S2_MSI_L2A", count: int = 3, size: int = 60, **overrides: object) -> World:
+        root = tmp_path / "provider"
+        plans = plan_products(count, kinds=(kind,), start=START)
+        entries = [publish_generated(root, plan, size=size) for plan in plans]
+        spec = load_spec(ROOT / "collections" / f"{SPEC_OF[kind]}.yaml").model_copy(
+            update={"id": f"t-{uuid.uuid4().hex[:10]}"}
+        )
+        server = ProviderServer(root, port=0).start()
+        conn = psycopg.connect(migrated_db)
+        opened.append((server, conn))
+        settings = Settings(
+            database_url=migrated_db,
+            provider="local",
+            provider_url=server.url,
+            work_dir=tmp_path / "work",
+            download_backoff_s=0.01,
+            provider_search_retries=0,
+            retry_base_delay_s=60,
+            s3_endpoint_url=stack.env["INGEST_S3_ENDPOINT_URL"],
+            s3_access_key_id=stack.env["INGEST_S3_ACCESS_KEY_ID"],
+            s3_secret_access_key=stack.env["INGEST_S3_SECRET_ACCESS_KEY"],
+            s3_region=stack.env["INGEST_S3_REGION"],
+            s3_bucket="b-" + secrets.token_hex(6),
+            convert_workers=2,
+            _env_file=None,  # never a developer's .stack/ or .env
+            **overrides,
+        )  # type: ignore[call-arg]
+        ObjectStore.from_settings(settings).ensure_bucket()
+        sync_collections(settings, [spec])
+        return World(root, server, settings, spec, conn, entries, kind)
+
+    yield make
+    for server, conn in opened:
+        conn.close()
+        server.stop()
