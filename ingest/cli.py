@@ -218,19 +218,62 @@ def _app(c: Context) -> Any:
 @click.option("--discover-only", is_flag=True, help="Record new products without processing them.")
 @pass_ctx
 def harvest_cmd(c: Context, collection: str, once: bool, discover_only: bool) -> None:
-    """Ask the provider for products published since the collection's watermark and process the new ones."""
+    """Ask the provider for products published since the collection's watermark, then process every
+    product that is due: the new ones, earlier ones never processed, failed ones whose retry is due."""
     app = _app(c)
     found = app.harvest(collection)
     click.echo(f"{collection}: {found.seen} seen, {len(found.new_ids)} new")
     if discover_only:
         return
     failed = 0
-    for product_id in found.new_ids:
+    for product_id in app.due(collection):
         out = app.process(product_id)
         failed += out.error is not None
         click.echo(f"{out.state.value:11} {product_id}" + (f"  ({out.error})" if out.error else ""))
     if failed:
         sys.exit(75)
+
+
+@cli.command("backfill")
+@click.argument("collection")
+@click.option("--start", required=True, help="First sensing time, inclusive: 2026-03-01 or 2026-03-01T06:00Z (UTC).")
+@click.option("--end", required=True, help="Last sensing time, exclusive.")
+@click.option("--bbox", help="Area W,S,E,N in degrees (default: the collection's source.bbox).")
+@click.option("--geometry", "geometry_file", type=click.Path(path_type=__import__("pathlib").Path),
+              help="Area as a GeoJSON geometry, Feature or one-feature FeatureCollection.")  # fmt: skip
+@click.option("--chunk", default="1d", show_default=True, help="Sensing time searched at once: 6h, 1d, 7d, P1D.")
+@click.option("--dry-run", is_flag=True, help="Write nothing: list what would be ingested, with totals.")
+@pass_ctx
+def backfill_cmd(
+    c: Context, collection: str, start: str, end: str, bbox: str | None, geometry_file: Any, chunk: str, dry_run: bool
+) -> None:
+    """Discover and enqueue every product sensed in [START, END) over the area, chunk by chunk.
+
+    Resumable: running the same command again skips the chunks already done."""
+    from ingest import backfill as bf
+    from ingest import collections as col
+    from ingest.adapters.queue import ProductQueue
+    from ingest.state.db import connect
+
+    spec = col.get(c.settings.collections_dir, collection)  # unknown collection: a config error (78)
+    request = bf.make_request(spec, start=start, end=end, chunk=chunk, bbox=bbox, geometry_file=geometry_file)
+    provider = _app(c).provider(spec)
+    with connect(c.settings) as conn:
+        conn.read_only = dry_run  # a dry run cannot write, by the server's word rather than ours
+        plan = bf.prepare(conn, request, write=not dry_run)
+        if plan.done:
+            click.echo(f"resuming: {plan.done} of {plan.total} chunks done")
+        if dry_run:
+            for line in bf.dry_run(conn, provider, request, plan).lines():
+                click.echo(line)
+            return
+        try:
+            with ProductQueue(c.settings) as queue, bf.progress_for(plan, sys.stderr) as progress:
+                summary = bf.run(conn, provider, queue, request, plan, progress)
+        except KeyboardInterrupt:
+            click.echo(f"interrupted: {plan.done} of {plan.total} chunks done; the same command resumes", err=True)
+            sys.exit(130)
+    click.echo(summary.line())
 
 
 @cli.command("process")
@@ -239,10 +282,152 @@ def harvest_cmd(c: Context, collection: str, once: bool, discover_only: bool) ->
 @pass_ctx
 def process_cmd(c: Context, product_id: str, force: bool) -> None:
     """Take one known product through the stages now."""
-    out = _app(c).process(product_id, force=force)
+    from ingest.errors import StateConflict
+
+    try:
+        out = _app(c).process(product_id, force=force)
+    except StateConflict as exc:
+        raise StateConflict(f"{exc.message} (--force re-processes a catalogued or invalid product)") from None
     click.echo(f"{out.state.value:11} {product_id}" + (f"  ({out.error})" if out.error else ""))
     if out.error:
         sys.exit(75)
+
+
+# ----------------------------------------------------------------------------- daemon
+
+
+@cli.command("worker")
+@click.option("--concurrency", type=click.IntRange(1), help="Products at once (default INGEST_WORKER_CONCURRENCY).")
+@click.option("--queues", "queues", multiple=True, help="Queues to take jobs from (default: products).")
+@pass_ctx
+def worker_cmd(c: Context, concurrency: int | None, queues: tuple[str, ...]) -> None:
+    """Take product jobs from the queue until SIGTERM/SIGINT (any number, on any number of machines)."""
+    from ingest.daemon.worker import run_worker
+
+    run_worker(c.settings, concurrency=concurrency, queues=list(queues) or None)
+
+
+@cli.command("scheduler")
+@pass_ctx
+def scheduler_cmd(c: Context) -> None:
+    """Plan harvests and reconciliation per collection; one leads, others wait as standby."""
+    from ingest.daemon.scheduler import run_scheduler
+
+    run_scheduler(c.settings)
+
+
+@cli.command("run")
+@click.option("--concurrency", type=click.IntRange(1), help="Products at once (default INGEST_WORKER_CONCURRENCY).")
+@pass_ctx
+def run_cmd(c: Context, concurrency: int | None) -> None:
+    """The single-machine daemon: the scheduler and a worker in one process, until SIGTERM/SIGINT."""
+    import threading
+
+    from ingest.daemon.scheduler import run_scheduler
+    from ingest.daemon.worker import run_worker
+
+    stop = threading.Event()
+    scheduler = threading.Thread(
+        target=run_scheduler, args=(c.settings,), kwargs={"stop": stop, "install_signals": False}, name="scheduler"
+    )
+    scheduler.start()
+    try:
+        run_worker(c.settings, concurrency=concurrency)  # owns the signal handlers; returns once stopped
+    finally:
+        stop.set()
+        scheduler.join()
+
+
+# ----------------------------------------------------------------------------- operator
+
+
+@cli.command("status")
+@click.argument("collection", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def status_cmd(c: Context, collection: str | None, as_json: bool) -> None:
+    """Products per state, oldest pending, watermark, last harvest and recent failures per collection."""
+    from ingest import ops
+    from ingest.adapters.queue import ProductQueue
+    from ingest.state.db import connect
+
+    app = _app(c)
+    ids = [app.spec(collection).id] if collection else sorted(app.specs)
+    with connect(c.settings) as conn:
+        report = ops.status(conn, ids)
+    with ProductQueue(c.settings) as queue:
+        depth = queue.depth()
+    if as_json:
+        _echo_json({"collections": [r.to_dict() for r in report], "queue": depth})
+        return
+    for r in report:
+        states = ", ".join(f"{k} {v}" for k, v in sorted(r.states.items())) or "no products"
+        click.echo(f"{r.collection}: {states}")
+        click.echo(f"  watermark {_when(r.watermark)}, last harvest {_when(r.last_harvest_at)}"
+                   f" ({r.last_harvest_found if r.last_harvest_found is not None else '-'} found),"
+                   f" oldest pending {_when(r.oldest_pending)}")  # fmt: skip
+        for f in r.recent_failures:
+            click.echo(f"  {f['state']:7} {f['id']}  attempt {f['attempts']}: {f['last_error']}")
+    click.echo("queue: " + (", ".join(f"{k} {v}" for k, v in sorted(depth.items())) or "empty"))
+
+
+def _when(value: Any) -> str:
+    return value.isoformat(timespec="seconds") if value is not None else "-"
+
+
+@cli.command("retry")
+@click.argument("collection")
+@click.option("--state", "states", multiple=True, type=click.Choice(["failed", "invalid"]), default=["failed"],
+              show_default=True, help="Which products to give back to the pipeline.")  # fmt: skip
+@click.option("--since", type=click.DateTime(), help="Only products that changed at or after this time (UTC).")
+@pass_ctx
+def retry_cmd(c: Context, collection: str, states: tuple[str, ...], since: Any) -> None:
+    """Give failed (or invalid) products back to the pipeline and queue them."""
+    from datetime import UTC
+
+    from ingest import ops
+    from ingest.adapters.queue import ProductQueue
+    from ingest.state.db import connect
+    from ingest.state.machine import State
+
+    spec = _app(c).spec(collection)
+    with connect(c.settings) as conn:
+        moved = ops.retry(conn, spec.id, [State(s) for s in states], since=since.replace(tzinfo=UTC) if since else None)
+    with ProductQueue(c.settings) as queue:
+        queued = queue.enqueue(moved)
+    click.echo(f"{spec.id}: {len(moved)} products back to discovered, {queued} queued")
+
+
+@cli.group()
+def products() -> None:
+    """Look at single products."""
+
+
+@products.command("show")
+@click.argument("product_id")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def products_show(c: Context, product_id: str, as_json: bool) -> None:
+    """A product's record and its history from the events table."""
+    from ingest import ops
+    from ingest.state.db import connect
+
+    with connect(c.settings) as conn:
+        found = ops.history(conn, product_id)
+    if found is None:
+        raise IngestError(f"unknown product {product_id!r}")
+    row, events = found
+    if as_json:
+        _echo_json({"product": row, "events": events})
+        return
+    for key in ("id", "collection", "provider", "state", "attempts", "next_attempt_at", "last_error",
+                "published_at", "sensing_at", "size_bytes", "item_id", "s3_prefix"):  # fmt: skip
+        if row.get(key) is not None:
+            click.echo(f"{key:16} {row[key]}")
+    click.echo("history:")
+    for e in events:
+        step = f"{e['from_state'] or '-'} -> {e['to_state']}"
+        click.echo(f"  {_when(e['at'])}  {step:26} {e['worker'] or ''}  {e['message'] or ''}")
 
 
 # ----------------------------------------------------------------------------- development tools

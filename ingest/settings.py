@@ -74,9 +74,32 @@ class Settings(BaseSettings):
     unpack_max_bytes: int = Field(default=20 * 1024**3, ge=1, description="Refuse archives expanding beyond this.")
     unpack_max_ratio: float = Field(default=200.0, gt=1, description="Refuse archives expanding more than this.")
 
+    # --- conversion and upload ---
+    convert_workers: int | None = Field(
+        default=None, ge=1, description="Bands converted at once per product; empty = one per CPU core."
+    )
+    upload_workers: int = Field(default=4, ge=1, description="Objects of a product uploaded at once.")
+
     # --- product retries (a failed product comes back after a growing delay, then stays failed) ---
     retry_max_attempts: int = Field(default=5, ge=1, description="Processing attempts before a product stays failed.")
     retry_base_delay_s: float = Field(default=60.0, ge=0, description="Delay before the 2nd attempt; doubles after.")
+
+    # --- daemon: workers, scheduler, reconciler ---
+    worker_concurrency: int = Field(default=1, ge=1, description="Products a worker process handles at once.")
+    worker_heartbeat_s: float = Field(default=10.0, gt=0, description="How often a worker says it is alive.")
+    stall_timeout_s: float = Field(
+        default=60.0, gt=0, description="A running job whose worker is silent this long is given to another."
+    )
+    orphan_after_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="A product in flight this long with no job is released (e.g. a CLI run killed).",
+    )
+    shutdown_grace_s: float = Field(
+        default=30.0, ge=0, description="On SIGTERM, time to finish the current product before releasing it."
+    )
+    reconcile_interval_s: float = Field(default=60.0, gt=0, description="How often the scheduler reconciles.")
+    leader_poll_s: float = Field(default=5.0, gt=0, description="How often a standby scheduler tries to take over.")
 
     # --- files ---
     collections_dir: Path = Path("collections")

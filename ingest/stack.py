@@ -255,15 +255,18 @@ def _ensure_database(cfg: StackConfig, password: str) -> None:
 
 
 def migrate_database(dsn: str) -> str:
-    """pypgstac migrate (needs a superuser: it creates extensions and roles), then alembic head."""
+    """pypgstac migrate (needs a superuser: it creates extensions and roles), alembic head, then the work
+    queue's tables (procrastinate)."""
     from pypgstac.db import PgstacDB
     from pypgstac.migrate import Migrate
 
+    from ingest.adapters.queue import ensure_schema
     from ingest.state import migrations
 
     with PgstacDB(dsn=dsn) as db:
         version = Migrate(db).run_migration()
     migrations.upgrade(dsn)
+    ensure_schema(dsn)
     return str(version)
 
 

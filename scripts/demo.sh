@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job on the embedded default stack: local PostgreSQL+PostGIS+pgstac, local S3 (moto),
-# the collections published into pgstac.
+# The main job on the embedded default stack: local PostgreSQL+PostGIS+pgstac, local S3 (moto), the
+# project's own provider serving generated products; every collection harvested into the catalogue.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
@@ -8,10 +8,55 @@ ingest() { .venv/bin/ingest --text-logs "$@"; }
 ingest stack up
 ingest collections validate
 ingest collections sync
+
+provider_root=.work/provider
+if [[ ! -s $provider_root/index.jsonl ]]; then
+  echo "==> generating 6 products (2 of each kind) for the local provider"
+  ingest dev generate --root "$provider_root" --count 6
+fi
+mkdir -p .work
+echo "==> local provider on 127.0.0.1:55800 (log: .work/provider.log)"
+ingest dev provider --root "$provider_root" >.work/provider.log 2>&1 &
+provider_pid=$!
+trap 'kill $provider_pid 2>/dev/null || true' EXIT
+for _ in $(seq 50); do
+  curl -fsS -o /dev/null http://127.0.0.1:55800/ 2>/dev/null && break
+  sleep 0.2
+done
+
+for collection in sentinel-2-l2a sentinel-2-l1c sentinel-1-grd; do
+  ingest harvest "$collection" --once --discover-only
+done
+
+echo "==> ingest run (scheduler + worker) until every product is catalogued (log: .work/run.log)"
+.venv/bin/ingest --json-logs run >.work/run.log 2>&1 &
+run_pid=$!
+trap 'kill $provider_pid 2>/dev/null || true; kill -TERM $run_pid 2>/dev/null || true' EXIT
+pending() {
+  .venv/bin/ingest status --json | .venv/bin/python -c '
+import json, sys
+doc = json.load(sys.stdin)
+print(sum(n for c in doc["collections"] for s, n in c["states"].items()
+          if s not in ("catalogued", "invalid", "retired", "failed")))'
+}
+for _ in $(seq 600); do
+  left=$(pending)
+  [[ $left == 0 ]] && break
+  kill -0 $run_pid 2>/dev/null || { echo "ingest run stopped early; see .work/run.log" >&2; exit 1; }
+  sleep 2
+done
+kill -TERM $run_pid && wait $run_pid || true
+ingest status
 ingest collections list
+
 cat <<'MSG'
 
 Done. The stack keeps running (stop it with: .venv/bin/ingest stack down).
-Look at the catalogue:
-  source .stack/stack.env && psql "$INGEST_DATABASE_URL" -c 'select id, content->>'"'"'title'"'"' from pgstac.collections'
+Look at the catalogue (items in pgstac, COGs in the local S3):
+  .venv/bin/ingest status
+  .venv/bin/ingest products show <product id>
+  source .stack/stack.env
+  psql "$INGEST_DATABASE_URL" -c "select collection, id, datetime from pgstac.items order by datetime"
+Run it again: only new products are fetched (the provider's catalogue is kept in .work/provider;
+add some with: .venv/bin/ingest dev generate --count 3 --start 2026-02-01).
 MSG

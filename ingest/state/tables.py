@@ -83,3 +83,24 @@ watermarks = Table(
     Column("last_harvest_found", Integer),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+backfill_chunks = Table(
+    "backfill_chunks",
+    metadata,
+    Column(
+        "backfill_id",
+        Text,
+        primary_key=True,
+        comment="collection, sensing range and area hashed: the same command line resumes the same backfill",
+    ),
+    Column("chunk_start", DateTime(timezone=True), primary_key=True, comment="sensing time, inclusive"),
+    Column("chunk_end", DateTime(timezone=True), nullable=False, comment="sensing time, exclusive"),
+    Column("collection", Text, nullable=False),
+    Column("status", Text, nullable=False, server_default=text("'pending'")),
+    Column("products_found", Integer, comment="products the provider returned for the chunk"),
+    Column("enqueued", Integer, comment="jobs added for the chunk (products already queued are not counted)"),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("status IN ('pending', 'done')", name="backfill_chunks_status_check"),
+    CheckConstraint("chunk_end > chunk_start", name="backfill_chunks_range_check"),
+)

@@ -1,0 +1,1 @@
+"""Long-running processes: workers (procrastinate), the scheduler (APScheduler) and the reconciler."""

@@ -1,0 +1,314 @@
+"""The scheduler: harvests per collection and the reconciler, run by exactly one process at a time.
+
+Two parts:
+
+* ``jobs_for(specs, settings)``: pure. What runs, when: one harvest job per collection whose harvest
+  is enabled (its cron or interval), one reconcile job every ``reconcile_interval_s``.
+* ``run_scheduler(settings)``: the process. Any number may run (one per machine, say); they elect a
+  leader with a PostgreSQL advisory lock (``ingest.daemon.leader``). The leader runs the jobs in an
+  APScheduler ``BackgroundScheduler``; the others wait and try to take over every ``leader_poll_s``.
+  The leader checks the lock as often; when it has lost it (its session died), it stops its jobs and
+  goes back to waiting. SIGTERM / SIGINT: let a running job finish, release the lock, return.
+
+Jobs live only in memory (APScheduler's default store): the plan comes from the collection files,
+and interval harvests resume from each collection's last harvest time (``ingest.watermarks``), so a
+restart or a failover neither skips nor repeats a harvest. A cron harvest whose time passed while no
+scheduler led is not caught up; the next one re-reads the overlap window, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+from typing import Any, Literal
+
+import psycopg
+
+from ingest import collections as col
+from ingest.collections import CollectionSpec
+from ingest.daemon.leader import LeaderLock
+from ingest.errors import DatabaseUnavailable, IngestError
+from ingest.settings import Settings, scrub
+from ingest.state.db import connect
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = "ingest-scheduler"
+JobKind = Literal["harvest", "reconcile"]  # a later issue adds "retention"
+TriggerKind = Literal["cron", "interval"]
+# A cron run late by less than this (executor busy, VM paused) still runs once (coalesce=True);
+# later than that, the next fire is as good. Interval jobs use their own period instead.
+CRON_MISFIRE_GRACE_S = 3600
+
+# Harvest enqueues and the reconciler both write the queue. Serialised in the leader so a product
+# the reconciler has just released is not enqueued by a harvest before its stalled job is requeued
+# (procrastinate allows one waiting job per product: the requeue would then fail).
+_QUEUE_WRITES = threading.Lock()
+
+
+# ============================================================================ plan (pure)
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    id: str  # "harvest:<collection>", "reconcile"
+    kind: JobKind
+    trigger: TriggerKind
+    trigger_args: Mapping[str, Any]  # cron: {"expr": "0 * * * *"}; interval: {"seconds": 3600.0}
+    func: Callable[..., object]  # what runs: func(*args)
+    args: tuple[Any, ...] = ()
+    collection: str | None = None
+    misfire_grace_s: int = CRON_MISFIRE_GRACE_S
+
+    def make_trigger(self, start: datetime | None = None) -> Any:
+        """The APScheduler 3 trigger, in UTC; ``start`` anchors an interval (its first fire)."""
+        from apscheduler.triggers.cron import CronTrigger
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        if self.trigger == "cron":
+            return CronTrigger.from_crontab(self.trigger_args["expr"], timezone=UTC)
+        return IntervalTrigger(seconds=self.trigger_args["seconds"], start_date=start, timezone=UTC)
+
+    def describe(self) -> str:
+        if self.trigger == "cron":
+            return f"cron '{self.trigger_args['expr']}' (UTC)"
+        return f"every {_seconds_text(self.trigger_args['seconds'])}"
+
+
+def _seconds_text(seconds: float) -> str:
+    return f"{seconds:g} s" if seconds < 120 else str(timedelta(seconds=seconds))
+
+
+def _harvest_job(spec: CollectionSpec, settings: Settings) -> PlannedJob:
+    h = spec.harvest
+    common: dict[str, Any] = {
+        "id": f"harvest:{spec.id}",
+        "kind": "harvest",
+        "func": run_harvest,
+        "args": (settings, spec.id),
+        "collection": spec.id,
+    }
+    if h.cron is not None:
+        return PlannedJob(trigger="cron", trigger_args={"expr": h.cron}, **common)
+    assert h.interval is not None  # the spec guarantees exactly one of cron / interval
+    seconds = h.interval.total_seconds()
+    return PlannedJob(
+        trigger="interval", trigger_args={"seconds": seconds}, misfire_grace_s=max(1, int(seconds)), **common
+    )
+
+
+def _reconcile_job(specs: Mapping[str, CollectionSpec], settings: Settings) -> PlannedJob:
+    seconds = settings.reconcile_interval_s
+    return PlannedJob(
+        id="reconcile",
+        kind="reconcile",
+        trigger="interval",
+        trigger_args={"seconds": seconds},
+        func=run_reconcile,
+        args=(settings, dict(specs)),
+        misfire_grace_s=max(1, int(seconds)),
+    )
+
+
+def jobs_for(specs: Mapping[str, CollectionSpec], settings: Settings) -> list[PlannedJob]:
+    """Every job the leader runs: harvests of enabled collections (by id), then the reconciler."""
+    jobs = [_harvest_job(specs[cid], settings) for cid in sorted(specs) if specs[cid].harvest.enabled]
+    # Retention jobs go here (a later issue): one per collection whose spec.retention.enabled, on
+    # spec.retention.schedule (a cron), kind "retention", built by a _retention_job(spec, settings).
+    jobs.append(_reconcile_job(specs, settings))
+    return jobs
+
+
+def first_runs(plan: list[PlannedJob], last_harvest: Mapping[str, datetime], now: datetime) -> dict[str, datetime]:
+    """When interval jobs first fire in a new leadership term (cron jobs follow their cron).
+
+    The reconciler runs at once (whatever died with the previous leader is repaired first); an
+    interval harvest one period after that collection's last harvest, or at once when that is past
+    or unknown, so a failover neither skips a harvest nor repeats one that just ran.
+    """
+    out: dict[str, datetime] = {}
+    for job in plan:
+        if job.trigger != "interval":
+            continue
+        due = now
+        last = last_harvest.get(job.collection) if job.kind == "harvest" and job.collection else None
+        if last is not None:
+            due = max(now, last + timedelta(seconds=job.trigger_args["seconds"]))
+        out[job.id] = due
+    return out
+
+
+# ============================================================================ the jobs
+
+
+def run_harvest(settings: Settings, collection_id: str) -> None:
+    """One harvest, then every due product of the collection to the queue."""
+    from ingest.adapters.queue import ProductQueue
+    from ingest.app import App
+
+    app = App(settings)
+    found = app.harvest(collection_id)
+    with _QUEUE_WRITES, ProductQueue(settings) as queue:
+        added = queue.enqueue(app.due(collection_id))
+    log.info("harvest %s: %d seen, %d new, %d enqueued", collection_id, found.seen, len(found.new_ids), added)
+
+
+def run_reconcile(settings: Settings, specs: Mapping[str, CollectionSpec]) -> None:
+    from ingest.daemon.reconcile import reconcile
+
+    with _QUEUE_WRITES:
+        reconcile(settings, specs)  # logs its own line
+
+
+def _guarded(job: PlannedJob, settings: Settings) -> Callable[[], None]:
+    """The job as APScheduler runs it: an error is one log line, never the scheduler's end."""
+
+    def run() -> None:
+        try:
+            job.func(*job.args)
+        except Exception as exc:
+            text = str(exc) if isinstance(exc, IngestError) else f"{type(exc).__name__}: {exc}"
+            first = (text.strip().splitlines() or [type(exc).__name__])[0]
+            secrets = (settings.database_url, settings.s3_secret_access_key, settings.provider_password)
+            log.error("%s failed: %s", job.id, scrub(first, *secrets), exc_info=log.isEnabledFor(logging.DEBUG))
+
+    return run
+
+
+# ============================================================================ the process
+
+
+def identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def last_harvests(settings: Settings) -> dict[str, datetime]:
+    """Each collection's last harvest time; empty when unknown (then every harvest runs at once).
+
+    A read of ingest.watermarks that belongs in ``ingest.state.repo`` with the other SQL.
+    """
+    try:
+        with connect(settings, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT collection, last_harvest_at FROM ingest.watermarks WHERE last_harvest_at IS NOT NULL"
+            ).fetchall()
+    except (IngestError, psycopg.Error) as exc:
+        log.warning("last harvest times unknown (%s): every interval harvest runs now", exc)
+        return {}
+    return {r[0]: r[1] for r in rows}
+
+
+def _start_jobs(plan: list[PlannedJob], settings: Settings) -> Any:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    sched = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
+    now = datetime.now(UTC)
+    starts = first_runs(plan, last_harvests(settings), now)
+    for job in plan:
+        start = starts.get(job.id)
+        trigger = job.make_trigger(start)
+        first = start or trigger.get_next_fire_time(None, now)
+        timing: dict[str, Any] = {"next_run_time": start} if start is not None else {}
+        sched.add_job(
+            _guarded(job, settings), trigger=trigger, id=job.id, name=job.id, misfire_grace_time=job.misfire_grace_s,
+            **timing,
+        )  # fmt: skip
+        log.info("job %s: %s, first run %s", job.id, job.describe(), "now" if first <= now else _utc(first))
+    sched.start()
+    return sched
+
+
+def _utc(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _lead(lock: LeaderLock, plan: list[PlannedJob], settings: Settings, stop: threading.Event) -> None:
+    """Run the jobs while the lock holds; return on stop or when leadership is lost."""
+    from ingest.adapters.queue import ensure_schema
+
+    log.info("leader: %s leads (lock session pid %s); starting %d job(s)", identity(), lock.backend_pid, len(plan))
+    ensure_schema(settings.require_database_url())  # a fresh site: the first leader creates the queue
+    sched = _start_jobs(plan, settings)
+    try:
+        while not stop.wait(settings.leader_poll_s):
+            if not lock.still_held():
+                log.error("leadership lost (the lock's database session ended): stopping jobs, back to standby")
+                return
+    finally:
+        sched.shutdown(wait=True)  # a running job finishes: no overlap with our own next term
+        log.info("scheduler jobs stopped")
+
+
+def _standby_reason(lock: LeaderLock) -> str | None:
+    """None when this process now leads; otherwise why it waits."""
+    try:
+        if lock.try_acquire():
+            return None
+    except DatabaseUnavailable as exc:
+        return exc.message
+    holder = lock.holder()
+    return "another scheduler leads" + (f" ({holder})" if holder else "")
+
+
+def _install_signals(stop: threading.Event) -> Callable[[], None]:
+    """SIGTERM / SIGINT set ``stop``; returns what puts the previous handlers back."""
+    if threading.current_thread() is not threading.main_thread():
+        log.warning("not the main thread: no signal handlers; stop through the stop event")
+        return lambda: None
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s received: stopping after the running job", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
+
+
+def run_scheduler(settings: Settings, *, stop: threading.Event | None = None, install_signals: bool = True) -> None:
+    """Lead or stand by until stopped (SIGTERM / SIGINT when ``install_signals``, or ``stop``)."""
+    stop = stop or threading.Event()
+    # APScheduler says "running job"/"executed successfully" at INFO for every run; we log the
+    # outcome ourselves. Its warnings (missed runs, a run skipped because the last one still runs) stay.
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:  # --debug shows everything
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    plan = jobs_for(col.load_all(settings.collections_dir), settings)
+    log.info("scheduler %s: %d job(s) planned: %s", identity(), len(plan), ", ".join(j.id for j in plan))
+    restore = _install_signals(stop) if install_signals else (lambda: None)
+    lock = LeaderLock(settings.require_database_url(), LOCK_NAME, connect_timeout_s=settings.db_connect_timeout_s)
+    said: str | None = None  # the standby reason last logged: said once, not at every poll
+    try:
+        while not stop.is_set():
+            reason = _standby_reason(lock)
+            if reason is None:
+                said = None
+                _lead_safely(lock, plan, settings, stop)
+                continue
+            if reason != said:
+                log.info("standby: %s; trying again every %g s", reason, settings.leader_poll_s)
+                said = reason
+            stop.wait(settings.leader_poll_s)
+    finally:
+        lock.release()
+        restore()
+        log.info("scheduler %s: stopped", identity())
+
+
+def _lead_safely(lock: LeaderLock, plan: list[PlannedJob], settings: Settings, stop: threading.Event) -> None:
+    try:
+        _lead(lock, plan, settings, stop)
+    except DatabaseUnavailable as exc:  # e.g. the queue schema could not be checked: let another try
+        log.error("leader: %s; giving the lead up", exc.message)
+        lock.release()
+        stop.wait(settings.leader_poll_s)

@@ -1,0 +1,122 @@
+"""The scheduler's plan: which jobs, on which triggers, running what. Pure: no database, no clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from ingest import collections as col
+from ingest.collections import CollectionSpec
+from ingest.daemon.leader import lock_key
+from ingest.daemon.scheduler import first_runs, jobs_for, run_harvest, run_reconcile
+from ingest.settings import Settings
+from tests.conftest import ROOT
+
+NOW = datetime(2026, 3, 1, 12, 0, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(_env_file=None, reconcile_interval_s=45)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def specs() -> dict[str, CollectionSpec]:
+    return col.load_all(ROOT / "collections")
+
+
+def with_harvest(spec: CollectionSpec, **harvest: object) -> CollectionSpec:
+    return spec.model_copy(update={"harvest": spec.harvest.model_copy(update=harvest)})
+
+
+def test_real_collections_give_one_hourly_harvest_each_plus_the_reconciler(
+    specs: dict[str, CollectionSpec], settings: Settings
+) -> None:
+    jobs = jobs_for(specs, settings)
+    assert [j.id for j in jobs] == [
+        "harvest:sentinel-1-grd",
+        "harvest:sentinel-2-l1c",
+        "harvest:sentinel-2-l2a",
+        "reconcile",
+    ]
+    for job in jobs[:3]:
+        assert job.kind == "harvest" and job.trigger == "interval"
+        assert job.trigger_args == {"seconds": 3600.0}
+        assert job.func is run_harvest and job.args == (settings, job.collection)
+        assert job.id == f"harvest:{job.collection}"
+        assert job.misfire_grace_s == 3600
+        assert job.describe() == "every 1:00:00"
+    assert not any(j.kind == "retention" for j in jobs)  # retention jobs come with their own issue
+
+
+def test_reconcile_job_follows_the_setting_and_sees_every_collection(
+    specs: dict[str, CollectionSpec], settings: Settings
+) -> None:
+    job = jobs_for(specs, settings)[-1]
+    assert (job.id, job.kind, job.trigger, dict(job.trigger_args)) == (
+        "reconcile", "reconcile", "interval", {"seconds": 45},
+    )  # fmt: skip
+    assert job.func is run_reconcile and job.args[0] is settings and set(job.args[1]) == set(specs)
+    assert job.describe() == "every 45 s" and job.misfire_grace_s == 45
+    trigger = job.make_trigger(NOW)
+    assert isinstance(trigger, IntervalTrigger)
+    assert trigger.get_next_fire_time(None, NOW) == NOW
+    assert trigger.get_next_fire_time(NOW, NOW) == NOW + timedelta(seconds=45)
+
+
+def test_cron_harvest_gets_a_utc_cron_trigger(specs: dict[str, CollectionSpec], settings: Settings) -> None:
+    specs["sentinel-2-l2a"] = with_harvest(specs["sentinel-2-l2a"], cron="15 */6 * * *", interval=None)
+    job = next(j for j in jobs_for(specs, settings) if j.collection == "sentinel-2-l2a")
+    assert (job.trigger, dict(job.trigger_args)) == ("cron", {"expr": "15 */6 * * *"})
+    assert job.describe() == "cron '15 */6 * * *' (UTC)"
+    trigger = job.make_trigger()
+    assert isinstance(trigger, CronTrigger) and str(trigger.timezone) == "UTC"
+    assert trigger.get_next_fire_time(None, NOW) == datetime(2026, 3, 1, 12, 15, tzinfo=UTC)
+
+
+def test_short_interval_and_disabled_harvest(specs: dict[str, CollectionSpec], settings: Settings) -> None:
+    specs["sentinel-1-grd"] = with_harvest(specs["sentinel-1-grd"], enabled=False)
+    specs["sentinel-2-l1c"] = with_harvest(specs["sentinel-2-l1c"], interval=timedelta(seconds=5))
+    jobs = {j.id: j for j in jobs_for(specs, settings)}
+    assert set(jobs) == {"harvest:sentinel-2-l1c", "harvest:sentinel-2-l2a", "reconcile"}
+    fast = jobs["harvest:sentinel-2-l1c"]
+    assert fast.trigger_args == {"seconds": 5.0} and fast.describe() == "every 5 s" and fast.misfire_grace_s == 5
+    # a disabled collection is still reconciled (its backfilled products must still be processed)
+    assert "sentinel-1-grd" in jobs["reconcile"].args[1]
+
+
+def test_no_collections_still_reconciles(settings: Settings) -> None:
+    assert [j.id for j in jobs_for({}, settings)] == ["reconcile"]
+
+
+def test_first_runs_resume_interval_harvests_from_the_last_harvest(
+    specs: dict[str, CollectionSpec], settings: Settings
+) -> None:
+    specs["sentinel-2-l2a"] = with_harvest(specs["sentinel-2-l2a"], cron="0 * * * *", interval=None)
+    plan = jobs_for(specs, settings)
+    last = {
+        "sentinel-1-grd": NOW - timedelta(minutes=20),  # ran 20 min ago: next in 40 min
+        "sentinel-2-l1c": NOW - timedelta(hours=3),  # overdue (no scheduler led for a while): now
+    }
+    runs = first_runs(plan, last, NOW)
+    assert runs == {
+        "harvest:sentinel-1-grd": NOW + timedelta(minutes=40),
+        "harvest:sentinel-2-l1c": NOW,
+        "reconcile": NOW,  # at once: repair what died with the previous leader
+    }  # the cron harvest is absent: it follows its cron
+
+
+def test_first_runs_with_no_history_run_everything_now(specs: dict[str, CollectionSpec], settings: Settings) -> None:
+    runs = first_runs(jobs_for(specs, settings), {}, NOW)
+    assert set(runs.values()) == {NOW} and len(runs) == 4
+
+
+def test_lock_key_is_a_stable_signed_int64() -> None:
+    key = lock_key("ingest-scheduler")
+    assert key == lock_key("ingest-scheduler") != lock_key("ingest-scheduler2")
+    assert -(2**63) <= key < 2**63
+    # pinned: schedulers of two releases running side by side during an upgrade must agree on it
+    assert key == 8509742227160822623
