@@ -49,5 +49,8 @@ def setup(level: str = "INFO", *, json_lines: bool | None = None) -> None:
     root.setLevel(level)
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "eodag", "rasterio", "alembic", "psycopg.pool"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # one INFO line per registered blueprint and per deferred job: noise at the scale of a harvest
+    for chatty in ("procrastinate.blueprints", "procrastinate.jobs"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
     # EODAG warns about every built-in provider it skips; we load only the configured one
     logging.getLogger("eodag.provider").setLevel(max(logging.ERROR, root.level))

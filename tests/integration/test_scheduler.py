@@ -18,6 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from ingest.adapters import pgstac
 from ingest.adapters.queue import ProductQueue
 from ingest.collections import load_spec
 from ingest.daemon.leader import LeaderLock
@@ -272,6 +273,18 @@ def test_reconcile_takes_back_the_product_of_a_killed_worker(
 
     again = reconcile(settings, {world.spec.id: world.spec})
     assert again.requeued_jobs == [] and again.enqueued == []  # nothing left to repair
+
+    # another worker completes it; the catalogue ends exact: one item, every object owned by it
+    procs.start("worker2", "worker", env=world.cli_env(stack))
+    wait_for(lambda: states(world)[pid] == "catalogued", 120, "the product catalogued by the second worker")
+    items = pgstac.item_ids(world.dsn, world.spec.id)
+    assert len(items) == 1
+    item = pgstac.get_item(world.dsn, world.spec.id, items[0])
+    assert item is not None
+    referenced = {a["href"].removeprefix(f"s3://{world.store.bucket}/") for a in item["assets"].values()}
+    assert set(world.store.list_keys(world.store.collection_prefix(world.spec.id))) == referenced
+    claims = [e for e in repo.events_of(world.conn, pid) if e["to_state"] == "claimed"]
+    assert len(claims) == 2 and claims[0]["worker"] != claims[1]["worker"]
 
 
 def test_reconcile_releases_orphans_and_enqueues_due_products_once(make_world: WorldFactory) -> None:
