@@ -16,7 +16,7 @@ if [[ ! -s $provider_root/index.jsonl ]]; then
 fi
 mkdir -p .work
 echo "==> local provider on 127.0.0.1:55800 (log: .work/provider.log)"
-ingest dev provider --root "$provider_root" >.work/provider.log 2>&1 &
+.venv/bin/ingest --text-logs dev provider --root "$provider_root" >.work/provider.log 2>&1 &
 provider_pid=$!
 trap 'kill $provider_pid 2>/dev/null || true' EXIT
 for _ in $(seq 50); do
