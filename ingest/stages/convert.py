@@ -5,45 +5,102 @@
 
 How a band is converted
 -----------------------
-* The source is opened through a VRT copy of itself (GDAL's VRT driver, patched as XML). Real
-  Sentinel-2 JPEG 2000 files carry their georeferencing in a GMLJP2 box; rasterio then reports
-  an empty GCP list *with* a CRS, rio-cogeo 7.0.4 takes the GCP branch and GDAL 3.10 fails with
-  "Cannot invert geotransform". A VRT reports the CRS and geotransform only. We chose a plain
-  VRT copy over ``WarpedVRT(src)``: rio-cogeo wraps its source in a WarpedVRT anyway, so a
-  second warper layer would only add cost; the VRT copy also carries scale/offset, band
-  descriptions, colour interpretation and dataset tags to the output. Pixels are copied
-  exactly (identity grid, nearest).
-* nodata: the source's own, else the product's declaration (Sentinel-2 ``MTD_MSIL1C/2A.xml``
-  ``Special_Values`` NODATA, which is 0; the JPEG 2000 bands themselves carry no nodata flag),
-  else 0 for GCP-georeferenced rasters (Sentinel-1 GRD measurements: the product specification
-  fills the swath borders with DN 0), else none.
-* Sentinel-1 GRD measurements have GCPs and no geotransform. **We keep the GCPs in the COG**
-  (as the collection spec announces, and as the public ``sentinel-s1-l1c`` COGs do) rather than
-  warping to a map grid: pixel values stay the original amplitudes in the original line/pixel
-  geometry, so the annotation's calibration and noise vectors (indexed by line/pixel) still
-  apply; there are no resampling losses nor nodata wedges (~+30 % pixels for a UTM grid); and
-  the file stays georeferenced for GDAL-based clients (rasterio/rio-tiler/TiTiler, QGIS), which
-  warp GCP rasters on the fly. The reported ``epsg`` is the GCPs' CRS (4326), as stactools
-  states for GRD items. Mechanics: rio-cogeo would fit one affine to the GCPs and resample along
-  it, so the VRT replaces the GCP list by that affine (an identity warp for rio-cogeo, pixels
-  untouched) and the real GCPs are handed to rio-cogeo's output through the creation profile.
-* Profile: compression and level (``ZLEVEL`` deflate 1-12, ``ZSTD_LEVEL`` zstd 1-22; lzw has
-  none), square blocks of ``blocksize``, ``overview_levels`` overviews (None: until the image
-  fits one block) resampled with the kind's method (nearest for classes and masks, average for
-  continuous data). Predictor: 1 for classification/mask/visual bands (class ids and 8-bit
-  colour composites gain nothing from differencing, see the figures below), 3 only for floats
-  (an integer band asked for 3 gets 2), otherwise the profile's.
-* The COG is written in a hidden scratch directory inside ``dest_dir`` (rio-cogeo's own
-  temporary file goes there too), checked with ``cog_validate``, then moved into place with
-  ``os.replace``: readers see the old file or the new one, never a partial one.
-* A source GDAL cannot open -> ``InvalidProduct``. When the conversion fails later (a truncated
-  JPEG 2000 fails only when the damaged tiles are decoded), the source is read once more in
-  full: if that fails too the product is bad (``InvalidProduct``), otherwise the failure is
-  ours or the machine's (``IngestError``).
+1. Open the source; decide nodata and georeferencing (below).
+2. Stage it: decode it once into an uncompressed tiled GeoTIFF (in memory up to 512 MB of
+   pixels, else in the scratch directory), reading whole rows of source blocks so that every
+   JPEG 2000 tile is decoded exactly once. Band descriptions, scale/offset, colour
+   interpretation and tags go along.
+3. ``cog_translate`` the staged copy with a profile built from the ``CogProfile``.
+4. ``cog_validate`` the result (not valid: ``IngestError`` naming the asset), hash it, and
+   ``os.replace`` it to ``dest_dir/{asset_key}.tif``. Everything is written in a hidden scratch
+   directory ``dest_dir/.{asset_key}.{token}.partial/`` (rio-cogeo's own temporary file too),
+   removed whatever happens: readers see the old COG or the new one, never a partial one.
 
-Parallelism and GDAL settings (measured, 2 cores)
--------------------------------------------------
-MEASUREMENTS_PLACEHOLDER
+Why stage instead of the VRT of DESIGN.md's pitfall: real Sentinel-2 JPEG 2000 files carry their
+georeferencing in a GMLJP2 box, rasterio reports an empty GCP list *with* a CRS, rio-cogeo 7.0.4
+takes its GCP branch and GDAL 3.10 fails with "Cannot invert geotransform". A VRT (``WarpedVRT``
+or a VRT copy) fixes that, and we used one first; but rio-cogeo reads its source through GDAL's
+warper, and the warper on a JPEG 2000 decodes the same tiles again and again. Measured on a
+generated 5490 px B04 (1024 px tiles, like ESA's): reading it through a WarpedVRT in 512 px
+windows took 55 s, through a plain VRT 7.5 s, a tiled GeoTIFF through the warper 0.2 s, the
+staging copy 4 s (2 s with two decoding threads). One band converted in 78 s through the VRT,
+in 8.5 s staged; the 33 bands of that product in 338 s and 42-61 s. The staged GeoTIFF has a
+plain geotransform, which avoids the GMLJP2 quirk too (checked on the real fixture B01).
+
+nodata: the source's own, else the product's declaration (Sentinel-2 ``MTD_MSIL1C/2A.xml``
+``Special_Values`` NODATA, i.e. 0: the JPEG 2000 bands carry no nodata flag), else 0 for GCP
+rasters (Sentinel-1 GRD: the product specification fills the swath borders with DN 0), else none.
+
+Sentinel-1 GRD measurements (GCPs, no geotransform): **we keep the GCPs in the COG**, as the
+collection spec announces and as the public ``sentinel-s1-l1c`` COGs do, rather than warping to a
+map grid. The pixels stay the original amplitudes in the original line/pixel geometry, so the
+annotation's calibration and noise vectors (indexed by line and pixel) still apply; nothing is
+resampled and no nodata wedges are added (GDAL's EPSG:4326 grids of the two real fixtures have
+42 % and 51 % more pixels than the swaths). The file stays georeferenced for GDAL-based clients
+(rasterio, rio-tiler/TiTiler, QGIS, gdalwarp), which warp GCP rasters on the fly; the tests
+check that GDAL puts the COG exactly where it puts the source. The result's ``epsg`` is the
+GCPs' CRS (4326), as stactools states for GRD items. Mechanics: rio-cogeo would fit one affine
+to the GCPs and resample along it, so the staged copy carries that affine (an identity warp for
+rio-cogeo: pixels untouched) and the real GCPs reach rio-cogeo's output through the creation
+profile (GeoTIFF then stores GCPs instead of the affine).
+
+Profile: compression and level (``ZLEVEL`` deflate 1-12, ``ZSTD_LEVEL`` zstd 1-22; lzw has
+none), square blocks of ``blocksize`` (overviews too), ``overview_levels`` overviews (None: halve
+until the image fits one block), resampled per kind (nearest for classes and masks, average for
+continuous data). Predictor: 1 for classification and mask bands, 3 only for floats (an integer
+band asked for 3 gets 2), otherwise the profile's. Measured, deflate, predictor 1 vs 2: real SCL
+(fixture, 549 px) 8.4 vs 11.2 KB, generated SCL 20 m (2745 px) 0.13 vs 0.16 MB and faster: 1
+for classes. But a real true-colour image (fixture img-8bit.jp2, 343 px RGB) 181 vs 160 KB, the
+generated TCI 10 m (5490 px) 74.5 vs 60.2 MB in the same 18 s: visual bands keep the profile's
+predictor, although the first plan was to force 1 for them too.
+
+Errors: a source GDAL cannot open or decode (garbage, truncated JPEG 2000: the damage shows when
+its tiles are decoded, all of which happens while staging) -> ``InvalidProduct("{asset}: cannot
+read raster {name}: {cause}")``. Anything later (staging writes, rio-cogeo, validation) is ours
+or the machine's -> ``IngestError``.
+
+Parallelism and GDAL settings
+-----------------------------
+Measured on this 2-core VM, all 33 raster assets of a generated L2A product of 5490 px (189 MB of
+JPEG 2000, 573 MB decoded), wall seconds. A colleague's test runs shared the two cores, so
+figures move by up to 25 %; ranges are repeated runs.
+
+    sequential, 1 decoding thread ............................ 42-61
+    sequential, GDAL_NUM_THREADS=ALL_CPUS (JPEG 2000 decoding)    38
+    sequential, GTiff writer NUM_THREADS=ALL_CPUS only ........   46
+    sequential, both ..........................................   47
+    process pool x 2, 1 thread each ........................ 24-31
+    thread pool x 2, 1 thread each ......................... 23-29
+    process pool x 2, ALL_CPUS threads each (oversubscribed)    42
+    GDAL_CACHEMAX 64 / 256 / 1024 MB, sequential ...... 53 / 43 / 51 (noise: tiles are decoded once)
+
+Chosen: a process pool with one worker per core (``workers``), each decoding with the cores the
+workers leave idle (one each when workers = cores; all of them for a single worker). Threads were
+as fast here, but a worker process confines a GDAL crash on hostile input (BrokenProcessPool ->
+IngestError, the daemon lives on), gives its memory back after each product, and no GIL caps
+more cores. The pool forks from a forkserver that has imported this module: workers start in
+milliseconds (the product tests went from 4.5 to 1.8 s). The writer's NUM_THREADS stays 1 (no
+gain beyond noise, and it would compete with the other worker); GDAL_CACHEMAX 256 MB per process.
+
+benchmarks/convert.py (same machine, same noise; MB/s of decoded pixels):
+
+    size   one 10 m band: gdal_translate -of COG   GDAL 3.10 COG driver   convert_band
+    5490   (60 MB)        5.98 s (GDAL 3.6.2)      12.9 s                 6.26 s (x1.05)
+           second run     6.12 s                   11.7 s                 5.55 s (x0.91)
+    10980  (241 MB)       39.0 s                   52.2 s                 22.0 s (x0.56)
+
+    size   33 bands: sequential convert_band       convert_product (2 workers)
+    5490   42.0 s (13.6 MB/s)                      23.7 s (24.2 MB/s), speed-up 1.77
+    10980  181 s  (12.7 MB/s)                      145 s  (15.8 MB/s), speed-up 1.25
+
+A second 5490 run, while a colleague's full test suite ran: 44.7 s vs 38.7 s (1.16); then
+sequential and convert_product interleaved on one product: 42.9 / 21.6 s and 39.4 / 30.8 s.
+At full size both workers were busy all the time (279 s of band work in 141 s) but each band
+took longer: the VM keeps ~1 GB of page cache, so the 752 MB of JPEG 2000 and 1.3 GB of COGs go
+to disk (iowait up to 64 %), and the concurrent test run kept 3-5 processes runnable on 2 cores.
+Memory: peak RSS of a process converting one 10980 px band is 0.77 GB for a uint16 band (241 MB
+decoded) and 1.09 GB for the TCI (362 MB): the staged copy, rio-cogeo's image with its overviews
+and the GDAL cache. Two workers need ~2.2 GB at worst.
 """
 
 from __future__ import annotations
@@ -60,9 +117,11 @@ import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
@@ -84,18 +143,19 @@ __all__ = ["GDAL_ENV", "convert_band", "convert_product"]
 # GDAL settings while converting (see "Parallelism and GDAL settings" above for the figures).
 # PAM off: no .aux.xml side-cars next to sources (possibly read-only) or outputs.
 GDAL_ENV: dict[str, str | int] = {
-    "GDAL_CACHEMAX": 256,  # MB per process: holds a row of JPEG 2000 tiles of a 10980 px band
-    "GDAL_NUM_THREADS": 1,  # JPEG 2000 decoding threads; the pool already keeps every core busy
+    "GDAL_CACHEMAX": 256,  # MB per process; 64..1024 made no difference, this bounds memory
     "GDAL_PAM_ENABLED": "NO",
 }
-# Creation option NUM_THREADS of the GeoTIFF writer (compression of the final COG).
+# Creation option NUM_THREADS of the GeoTIFF writer (compression of the final COG): no gain measured.
 _WRITER_THREADS = "1"
-# rio-cogeo stages the image (plus overviews) before writing the COG: in memory up to this many
-# bytes of pixels (every Sentinel-2 band, a 10980 px TCI is 360 MB), on disk in the scratch
-# directory above (a full Sentinel-1 GRD measurement, 870 MB).
-_IN_MEMORY_BYTES = 512 << 20
+# Our staged copy and rio-cogeo's own image (plus overviews) are kept in memory up to this many
+# bytes of pixels (every Sentinel-2 band: a 10980 px TCI is 360 MB), above it on disk in the
+# scratch directory (a full Sentinel-1 GRD measurement, 870 MB).
+_IN_MEMORY_BYTES = 256 << 20
 _S1_FILL_VALUE = 0.0  # DN of the no-data borders of Sentinel-1 GRD measurements
-_NO_DIFFERENCING: frozenset[BandKind] = frozenset({"classification", "mask", "visual"})
+# class ids and flags: differencing breaks their long runs (real SCL: 25 % larger with predictor 2).
+# Not "visual": 8-bit colour composites of real scenes gain from it (see the module docstring).
+_NO_DIFFERENCING: frozenset[BandKind] = frozenset({"classification", "mask"})
 _ASSET_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 _MAX_LEVEL = {"deflate": 12, "zstd": 22}
 _LEVEL_OPTION = {"deflate": "ZLEVEL", "zstd": "ZSTD_LEVEL"}
@@ -114,7 +174,11 @@ _EXPECTED_GCP_NOISE = ("geotransform previously set is going to be cleared", "cr
 
 
 def convert_band(source: CogSource, dest_dir: Path, profile: CogProfile) -> CogResult:
-    """Convert one source raster into the validated COG ``dest_dir/{asset_key}.tif``."""
+    """Convert one source raster into the validated COG ``dest_dir/{asset_key}.tif``.
+
+    Decodes with one thread: several conversions are expected to run at once (``convert_product``).
+    Raises ``InvalidProduct`` for a source that cannot be read, ``IngestError`` otherwise.
+    """
     return _convert(source, Path(dest_dir), profile, token=uuid.uuid4().hex[:12])
 
 
@@ -123,9 +187,11 @@ def convert_product(
 ) -> list[CogResult]:
     """Convert the bands of a product in parallel; results in the order of ``sources``.
 
-    ``workers`` processes (default: one per CPU core) convert one band each at a time. The first
-    failure cancels the bands not started yet and is raised once the running ones have stopped;
-    then every file this call wrote (finished COGs included) is removed.
+    ``workers`` processes (default: one per CPU core) convert one band each at a time, largest
+    files first. The first failure cancels the bands not started yet and is raised (the first
+    failed band in input order) once the running ones have finished: GDAL cannot be interrupted,
+    so that takes at most one band's time. Then every file this call wrote, finished COGs
+    included, is removed.
     """
     dest_dir = Path(dest_dir)
     keys = [s.asset_key for s in sources]
@@ -139,7 +205,7 @@ def convert_product(
     try:
         if n == 1:  # no pool for one band or one worker: same code, no process start-up
             for source in sources:
-                finished.append(_convert(source, dest_dir, profile, token=token))
+                finished.append(_convert(source, dest_dir, profile, token=token, threads=_decode_threads(1)))
             return finished
         return _convert_in_pool(sources, dest_dir, profile, token=token, workers=n, finished=finished)
     except BaseException:
@@ -153,18 +219,23 @@ def convert_product(
 
 # Set in each worker process by the pool initializer: once the parent saw a failure, tasks that
 # were already handed to a worker (the executor queues one ahead) return without converting.
-_cancelled: Any = None
+_cancelled: Event | None = None
 
 
-def _init_worker(cancelled: Any) -> None:
+def _init_worker(cancelled: Event) -> None:
     global _cancelled
     _cancelled = cancelled
 
 
-def _task(source: CogSource, dest_dir: Path, profile: CogProfile, token: str) -> CogResult | None:
+def _task(source: CogSource, dest_dir: Path, profile: CogProfile, token: str, threads: int) -> CogResult | None:
     if _cancelled is not None and _cancelled.is_set():
         return None
-    return _convert(source, dest_dir, profile, token=token)
+    return _convert(source, dest_dir, profile, token=token, threads=threads)
+
+
+def _decode_threads(workers: int) -> int:
+    """JPEG 2000 decoding threads per worker: the cores the workers leave idle (see figures above)."""
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 def _convert_in_pool(
@@ -177,30 +248,56 @@ def _convert_in_pool(
     finished: list[CogResult],
 ) -> list[CogResult]:
     """Convert in ``workers`` processes; on failure ``finished`` holds the COGs already written."""
-    # forkserver: workers are forked from a clean single-threaded server, never from the daemon
-    # (forking a process whose other threads may hold GDAL or logging locks can deadlock), and
-    # start faster than with spawn.
-    ctx = multiprocessing.get_context("forkserver")
+    ctx = _pool_context()
     cancelled = ctx.Event()
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(cancelled,)) as pool:
-        futures = [pool.submit(_task, s, dest_dir, profile, token) for s in sources]
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = next((f for f in futures if f in done and f.exception() is not None), None)
-        if failed is not None:
+        # largest files first, so that no worker is left alone with a big band at the end
+        futures: dict[int, Future[CogResult | None]] = {
+            i: pool.submit(_task, sources[i], dest_dir, profile, token, _decode_threads(workers))
+            for i in sorted(range(len(sources)), key=lambda i: -_file_size(sources[i].path))
+        }
+        done, _ = wait(futures.values(), return_when=FIRST_EXCEPTION)
+        if any(f.exception() is not None for f in done):
             cancelled.set()
-            for f in futures:
+            for f in futures.values():
                 f.cancel()
-            wait(futures)  # running bands finish (GDAL cannot be interrupted); removed by the caller
-            finished.extend(r for f in futures if not f.cancelled() and f.exception() is None and (r := f.result()))
-            raise _first_error(futures)
-        return [_result_of(f) for f in futures]
+            wait(futures.values())  # running bands finish (GDAL cannot be interrupted); removed by the caller
+            finished.extend(r for f in futures.values() if _succeeded(f) and (r := f.result()) is not None)
+            raise _first_error(sources, [futures[i] for i in range(len(sources))])
+        return [_result_of(futures[i]) for i in range(len(sources))]
 
 
-def _first_error(futures: Sequence[Future[CogResult | None]]) -> BaseException:
+def _pool_context() -> multiprocessing.context.BaseContext:
+    # forkserver: workers are forked from a clean single-threaded server, never from the daemon
+    # (forking a process whose other threads may hold GDAL or logging locks can deadlock). The
+    # server imports this module once, so workers start without importing GDAL again.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
+    return ctx
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return 0  # reported properly by the worker that tries to read it
+
+
+def _succeeded(future: Future[CogResult | None]) -> bool:
+    return not future.cancelled() and future.exception() is None
+
+
+def _first_error(sources: Sequence[CogSource], futures: Sequence[Future[CogResult | None]]) -> BaseException:
     """The failure of the band that comes first in input order (deterministic for callers)."""
-    for f in futures:
-        if not f.cancelled() and (exc := f.exception()) is not None:
-            return exc
+    errors = [
+        (s.asset_key, exc)
+        for s, f in zip(sources, futures, strict=True)
+        if not f.cancelled() and (exc := f.exception())
+    ]
+    if real := [exc for _, exc in errors if not isinstance(exc, BrokenProcessPool)]:
+        return real[0]
+    if errors:  # a worker died (a GDAL crash, the OOM killer): every band not done is marked broken
+        return IngestError(f"a conversion worker died converting one of {', '.join(k for k, _ in errors)}")
     return IngestError("conversion cancelled")  # unreachable: called after a failure
 
 
@@ -235,7 +332,7 @@ class _Plan:
     in_memory: bool  # stage the pixels (and let rio-cogeo stage its image) in memory, not on disk
 
 
-def _convert(source: CogSource, dest_dir: Path, profile: CogProfile, *, token: str) -> CogResult:
+def _convert(source: CogSource, dest_dir: Path, profile: CogProfile, *, token: str, threads: int = 1) -> CogResult:
     key = source.asset_key
     if not _ASSET_KEY.fullmatch(key):
         raise IngestError(f"asset key {key!r} cannot name a file")
@@ -246,7 +343,7 @@ def _convert(source: CogSource, dest_dir: Path, profile: CogProfile, *, token: s
     scratch.mkdir()
     try:
         tmp = scratch / final.name
-        with rasterio.Env(**GDAL_ENV), _open_source(source) as src:
+        with rasterio.Env(**GDAL_ENV, GDAL_NUM_THREADS=threads), _open_source(source) as src:
             options = _creation_options(profile, source.kind, src.dtypes[0])  # config errors before any work
             plan = _plan(source, src)
             with _staged(source, src, plan, scratch) as staged:
@@ -539,4 +636,3 @@ def _chain(exc: BaseException) -> Iterator[str]:
         if str(current).strip():
             yield str(current).strip()
         current = current.__cause__ or current.__context__
-

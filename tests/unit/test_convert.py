@@ -60,11 +60,10 @@ def source(safe: Path, name: str, key: str, kind: BandKind = "reflectance") -> C
 
 
 def read(path: Path, overview: int | None = None) -> np.ndarray:
-    if overview is None:
-        with rasterio.open(path) as ds:
-            return ds.read()
-    with rasterio.open(path, OVERVIEW_LEVEL=overview) as ds:
-        return ds.read()
+    options = {} if overview is None else {"OVERVIEW_LEVEL": overview}
+    with rasterio.open(path, **options) as ds:
+        pixels: np.ndarray = ds.read()
+    return pixels
 
 
 def assert_valid(result: CogResult) -> None:
@@ -178,7 +177,9 @@ def test_compression_level_reaches_the_writer(l2a: Path, tmp_path: Path, compres
     # would give byte-identical files
     digests = {
         level: convert_band(
-            source(l2a, "B04_10m", "red"), tmp_path / str(level), CogProfile(compress=compress, level=level)
+            source(l2a, "B04_10m", "red"),
+            tmp_path / str(level),
+            CogProfile.model_validate({"compress": compress, "level": level}),
         ).sha256
         for level in (1, 12)
     }
@@ -193,15 +194,16 @@ def test_deflate_level_beyond_libdeflate_is_a_config_error(l2a: Path, tmp_path: 
 
 def predictor_of(path: Path) -> str:
     with rasterio.open(path) as out:
-        return out.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR", "1")
+        return str(out.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR", "1"))
 
 
 def test_predictor_policy(l2a: Path, tmp_path: Path) -> None:
     profile3 = CogProfile(predictor=3)
-    # classes, masks and 8-bit colour composites: no differencing whatever the profile says
+    # classes and masks: no differencing whatever the profile says
     assert predictor_of(convert_band(source(l2a, "SCL_20m", "scl", "classification"), tmp_path, PROFILE).path) == "1"
+    # 8-bit colour composites of real scenes do gain from it: the profile's predictor
     visual = convert_band(source(l2a, "TCI_10m", "visual", "visual"), tmp_path, PROFILE)
-    assert predictor_of(visual.path) == "1"
+    assert predictor_of(visual.path) == "2"
     assert read(visual.path).shape == (3, SIZE, SIZE)
     # the floating-point predictor only for floats: integers asked for 3 get 2
     assert predictor_of(convert_band(source(l2a, "B04_10m", "red"), tmp_path, profile3).path) == "2"
@@ -215,9 +217,7 @@ def test_predictor_policy(l2a: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("levels", "expected"), [(0, []), (2, [2, 4]), (None, [2, 4, 8])])
-def test_overview_count_follows_the_profile(
-    l2a: Path, tmp_path: Path, levels: int | None, expected: list[int]
-) -> None:
+def test_overview_count_follows_the_profile(l2a: Path, tmp_path: Path, levels: int | None, expected: list[int]) -> None:
     # None: halve until the image fits one block (600 px, 128 px blocks: 300, 150, 75)
     result = convert_band(source(l2a, "B04_10m", "red"), tmp_path, CogProfile(blocksize=128, overview_levels=levels))
     assert_valid(result)
@@ -295,6 +295,20 @@ def test_missing_source_is_an_invalid_product(tmp_path: Path) -> None:
         convert_band(CogSource("blue", tmp_path / "B02.jp2", "reflectance"), tmp_path / "out", PROFILE)
 
 
+def test_an_output_that_is_not_a_cog_is_refused(tmp_path: Path) -> None:
+    # rio-cogeo does not write such files; the check is the stage's guarantee to the uploader
+    from ingest.stages.convert import _validate
+
+    striped = tmp_path / "striped.tif"
+    with rasterio.open(
+        striped, "w", driver="GTiff", width=1024, height=1024, count=1, dtype="uint8",
+        crs="EPSG:32631", transform=from_origin(399960, 4800000, 10, 10),
+    ) as dst:  # fmt: skip
+        dst.write(np.zeros((1, 1024, 1024), dtype=np.uint8))
+    with pytest.raises(IngestError, match=r"^red: output is not a valid COG: .*not tiled"):
+        _validate("red", striped)
+
+
 def test_asset_key_must_be_a_plain_file_name(l2a: Path, tmp_path: Path) -> None:
     with pytest.raises(IngestError, match="cannot name a file"):
         convert_band(source(l2a, "B04_10m", "../red"), tmp_path / "out", PROFILE)
@@ -346,6 +360,27 @@ def test_failed_product_leaves_nothing_behind(l2a: Path, tmp_path: Path, workers
     with pytest.raises(InvalidProduct, match=r"^green: cannot read raster B03_10m\.jp2: "):
         convert_product(sources, out, PROFILE, workers=workers)
     assert sorted(p.name for p in out.iterdir()) == ["unrelated.txt"]
+
+
+def test_the_first_failure_in_input_order_is_raised(tmp_path: Path) -> None:
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from ingest.stages.convert import _first_error
+
+    sources = [CogSource(key, tmp_path / f"{key}.jp2", "reflectance") for key in ("red", "green", "blue")]
+    futures: list[Future[CogResult | None]] = [Future() for _ in sources]
+    futures[0].set_result(None)
+    futures[1].set_exception(InvalidProduct("green: cannot read raster"))
+    futures[2].set_exception(IngestError("blue: disk full"))
+    assert str(_first_error(sources, futures)) == "green: cannot read raster"
+    # a dead worker breaks every band it had not finished: the message names them
+    futures = [Future() for _ in sources]
+    futures[0].set_result(None)
+    for f in futures[1:]:
+        f.set_exception(BrokenProcessPool("terminated abruptly"))
+    error = _first_error(sources, futures)
+    assert type(error) is IngestError and str(error) == "a conversion worker died converting one of green, blue"
 
 
 def test_duplicate_asset_keys_are_refused(l2a: Path, tmp_path: Path) -> None:
