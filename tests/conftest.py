@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,13 +79,14 @@ def stack_env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     return {**stack.env, "INGEST_STACK_DIR": str(stack.root)}
 
 
-@pytest.fixture
-def empty_db(stack: Stack) -> Iterator[str]:
-    """A brand-new, empty database in the test cluster; dropped afterwards."""
+@contextmanager
+def _throwaway_database(stack: Stack, template: str | None = None) -> Iterator[str]:
+    """A brand-new database in the test cluster (a copy of ``template`` if given), dropped afterwards."""
     name = "t_" + secrets.token_hex(6)
     admin = stack.database("postgres")
+    copy = f" TEMPLATE {template}" if template else ""
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
+        conn.execute(f"CREATE DATABASE {name}{copy}")
     try:
         yield stack.database(name)
     finally:
@@ -92,9 +94,16 @@ def empty_db(stack: Stack) -> Iterator[str]:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+@pytest.fixture
+def empty_db(stack: Stack) -> Iterator[str]:
+    """A brand-new, empty database in the test cluster; dropped afterwards."""
+    with _throwaway_database(stack) as dsn:
+        yield dsn
+
+
 @pytest.fixture(scope="session")
 def migrated_template(stack: Stack) -> str:
-    """A database with pgstac and the ingest schema at head, copied by ``migrated_db`` (migrating once)."""
+    """A database with pgstac, the ingest schema and the queue's tables, copied by ``migrated_db``."""
     from ingest import stack as st
 
     name = "tmpl_" + secrets.token_hex(4)
@@ -106,16 +115,9 @@ def migrated_template(stack: Stack) -> str:
 
 @pytest.fixture
 def migrated_db(stack: Stack, migrated_template: str) -> Iterator[str]:
-    """A brand-new database with pgstac and the ingest schema migrated; dropped afterwards."""
-    name = "t_" + secrets.token_hex(6)
-    admin = stack.database("postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name} TEMPLATE {migrated_template}")
-    try:
-        yield stack.database(name)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    """A brand-new database with everything migrated (a copy of the session's template); dropped afterwards."""
+    with _throwaway_database(stack, migrated_template) as dsn:
+        yield dsn
 
 
 def run_cli(

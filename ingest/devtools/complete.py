@@ -58,6 +58,7 @@ from ingest.devtools.generator import (
     _S2Model,
     _write_jp2_group,
     _write_xml,
+    open_s1_measurement,
     s1_measurement_pixels,
     s2_image_files,
 )
@@ -453,20 +454,7 @@ def _write_s1_measurement(path: Path, annotation: _S1Annotation, size: int, seed
     ]
     data = s1_measurement_pixels(annotation.polarisation, lines=lines, samples=samples, seed=seed)
     path.unlink(missing_ok=True)  # the fixture's 0-byte placeholder
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=samples,
-        height=lines,
-        count=1,
-        dtype="uint16",
-        gcps=gcps,
-        crs=CRS.from_epsg(4326),
-        tiled=False,
-        blockysize=1,
-        BIGTIFF="YES",
-    ) as dst:
+    with open_s1_measurement(path, lines=lines, samples=samples, gcps=gcps) as dst:
         dst.write(data, 1)
     return data
 

@@ -2031,6 +2031,26 @@ def _quicklook(model: _S1Model, polarisations: Sequence[str]) -> npt.NDArray[np.
     return np.stack([co, cross, ratio]).astype(np.uint8)
 
 
+def open_s1_measurement(
+    path: Path, *, lines: int, samples: int, gcps: Sequence[GroundControlPoint]
+) -> rasterio.io.DatasetWriter:
+    """A GRD measurement as ESA writes it: uint16 GeoTIFF, strips of one line, GCPs in EPSG:4326."""
+    return rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=samples,
+        height=lines,
+        count=1,
+        dtype="uint16",
+        gcps=gcps,
+        crs=CRS.from_epsg(4326),
+        tiled=False,
+        blockysize=1,
+        BIGTIFF="YES",
+    )
+
+
 def generate_s1_grd(
     out_dir: Path,
     *,
@@ -2128,20 +2148,7 @@ def generate_s1_grd(
             measurement_rel = f"measurement/{file_stem}.tiff"
             (safe / "measurement").mkdir(exist_ok=True)
             total, total_sq, count = 0.0, 0.0, 0
-            with rasterio.open(
-                safe / measurement_rel,
-                "w",
-                driver="GTiff",
-                width=samples,
-                height=lines,
-                count=1,
-                dtype="uint16",
-                gcps=gcps,
-                crs=CRS.from_epsg(4326),
-                tiled=False,
-                blockysize=1,
-                BIGTIFF="YES",
-            ) as dst:
+            with open_s1_measurement(safe / measurement_rel, lines=lines, samples=samples, gcps=gcps) as dst:
                 dst.update_tags(
                     TIFFTAG_IMAGEDESCRIPTION=f"Sentinel-1{satellite[-1]} {mode} GRD {resolution_class}R L1",
                     TIFFTAG_SOFTWARE="Sentinel-1 IPF 003.71",
