@@ -131,9 +131,43 @@ def db_migrate(c: Context, sync_collections: bool) -> None:
         pass  # fail fast, with a clean message, if the server is not there
     version = migrate_database(dsn)
     click.echo(f"pgstac {version}; ingest schema at head")
+    if c.settings.api_database_url is not None:
+        _create_reader(c.settings)
     if sync_collections:
         for cid in sync(c.settings, list(col.load_all(c.settings.collections_dir).values())):
             click.echo(f"synced {cid}")
+
+
+@db.command("create-reader")
+@pass_ctx
+def db_create_reader(c: Context) -> None:
+    """Create (or reset) the STAC API's login role from INGEST_API_DATABASE_URL: member of pgstac_read only.
+
+    Runs as the migration role (INGEST_DATABASE_URL); `ingest db migrate` does it too when the setting is there."""
+    _create_reader(c.settings)
+
+
+def _create_reader(settings: Settings) -> None:
+    from ingest.reader import ensure_reader
+    from ingest.serve import require_api_dsn
+
+    role = ensure_reader(settings.require_database_url(), require_api_dsn(settings))
+    click.echo(f"read-only API role {role}: member of pgstac_read, cannot write the catalogue")
+
+
+# ----------------------------------------------------------------------------- STAC API
+
+
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (a proxy adds HTTPS).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Server processes.")
+@pass_ctx
+def serve_cmd(c: Context, host: str, port: int, workers: int) -> None:
+    """Serve the catalogue read-only as a STAC API, as the role of INGEST_API_DATABASE_URL, until SIGTERM."""
+    from ingest.serve import run
+
+    run(c.settings, host=host, port=port, workers=workers)
 
 
 # ----------------------------------------------------------------------------- collections

@@ -26,10 +26,11 @@ class JsonFormatter(logging.Formatter):
 
 class QuietLibraries(logging.Filter):
     """Libraries log tracebacks for errors we catch and report ourselves in one line: keep their
-    message, drop the traceback (``--debug`` shows everything)."""
+    message, drop the traceback (``--debug`` shows everything). Not uvicorn's: an exception it logs
+    escaped the API's request handling, nobody reports it otherwise, and the traceback is the clue."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not record.name.startswith("ingest") and logging.getLogger().level > logging.DEBUG:
+        if not record.name.startswith(("ingest", "uvicorn.error")) and logging.getLogger().level > logging.DEBUG:
             record.exc_info = None
             record.exc_text = None
         return True
@@ -52,5 +53,8 @@ def setup(level: str = "INFO", *, json_lines: bool | None = None) -> None:
     # one INFO line per registered blueprint and per deferred job: noise at the scale of a harvest
     for chatty in ("procrastinate.blueprints", "procrastinate.jobs"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
+    # stac-fastapi builds settings from the environment when imported and warns that the API's title is
+    # a default; `ingest serve` sets its own from INGEST_API_*
+    logging.getLogger("stac_fastapi.types.config").setLevel(max(logging.ERROR, root.level))
     # EODAG warns about every built-in provider it skips; we load only the configured one
     logging.getLogger("eodag.provider").setLevel(max(logging.ERROR, root.level))

@@ -7,13 +7,14 @@ that ``ingest stack up`` writes (``<stack_dir>/stack.env``), the defaults below.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ingest.errors import ConfigError
 
@@ -101,6 +102,26 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = Field(default=60.0, gt=0, description="How often the scheduler reconciles.")
     leader_poll_s: float = Field(default=5.0, gt=0, description="How often a standby scheduler tries to take over.")
 
+    # --- STAC API (`ingest serve`): read-only, as its own login role, never the migration superuser ---
+    api_database_url: SecretStr | None = Field(
+        default=None,
+        description="DSN of the API's login role (granted pgstac_read only); `ingest db create-reader` makes "
+        "the role from it. Written to <stack_dir>/stack.env by `ingest stack up` for the local stack.",
+    )
+    api_title: str = Field(default="eo-ingest STAC API", description="Title of the landing page.")
+    api_description: str = Field(
+        default="Copernicus Sentinel products catalogued by eo-ingest", description="Description of the landing page."
+    )
+    api_landing_id: str = Field(default="eo-ingest", description="Id of the landing page (catalog id).")
+    api_cors_origins: Annotated[list[str], NoDecode] = Field(
+        default=["*"], description="Origins browsers may call the API from: comma-separated, or * for any."
+    )
+    api_context: Literal["on", "auto", "off"] = Field(
+        default="on",
+        description="pgstac's context setting for the API's searches: on = exact numberMatched, "
+        "auto = estimated above pgstac's cost thresholds, off = no numberMatched.",
+    )
+
     # --- files ---
     collections_dir: Path = Path("collections")
     work_dir: Path = Path(".work")
@@ -118,6 +139,14 @@ class Settings(BaseSettings):
         v = v.upper()
         if v not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return v
+
+    @field_validator("api_cors_origins", mode="before")
+    @classmethod
+    def _origin_list(cls, v: object) -> object:
+        # one environment variable, so a comma-separated list (a JSON list is accepted too)
+        if isinstance(v, str):
+            v = json.loads(v) if v.lstrip().startswith("[") else [o.strip() for o in v.split(",") if o.strip()]
         return v
 
     def require_database_url(self) -> str:

@@ -28,6 +28,7 @@ from ingest.errors import StackError
 log = logging.getLogger(__name__)
 
 PG_SUPERUSER = "ingest_admin"
+API_ROLE = "ingest_api"  # the STAC API's read-only login role (ingest.reader)
 PG_DATABASE = "ingest"
 DEBIAN_PACKAGES = ("postgresql", "postgresql-15-postgis-3")
 
@@ -245,6 +246,10 @@ def admin_dsn(cfg: StackConfig, password: str, database: str = PG_DATABASE) -> s
     return f"postgresql://{PG_SUPERUSER}:{password}@127.0.0.1:{cfg.pg_port}/{database}"
 
 
+def api_dsn(cfg: StackConfig, password: str, database: str = PG_DATABASE) -> str:
+    return f"postgresql://{API_ROLE}:{password}@127.0.0.1:{cfg.pg_port}/{database}"
+
+
 def _ensure_database(cfg: StackConfig, password: str) -> None:
     import psycopg
 
@@ -255,16 +260,18 @@ def _ensure_database(cfg: StackConfig, password: str) -> None:
 
 
 def migrate_database(dsn: str) -> str:
-    """pypgstac migrate (needs a superuser: it creates extensions and roles), alembic head, then the work
-    queue's tables (procrastinate)."""
+    """pypgstac migrate (needs a superuser: it creates extensions and roles), the harvest queryables,
+    alembic head, then the work queue's tables (procrastinate)."""
     from pypgstac.db import PgstacDB
     from pypgstac.migrate import Migrate
 
+    from ingest.adapters.pgstac import ensure_queryables
     from ingest.adapters.queue import ensure_schema
     from ingest.state import migrations
 
     with PgstacDB(dsn=dsn) as db:
         version = Migrate(db).run_migration()
+    ensure_queryables(dsn)  # `created`/`updated` as times: the harvesters' CQL2 filter and sort
     migrations.upgrade(dsn)
     ensure_schema(dsn)
     return str(version)
@@ -369,6 +376,11 @@ def _stack_secrets(cfg: StackConfig) -> tuple[str, str, str]:
     return password, key_id, secret
 
 
+def _api_password(cfg: StackConfig) -> str:
+    """The API role's password: generated once, then read back from stack.env."""
+    return urlsplit(_read_env(cfg).get("INGEST_API_DATABASE_URL", "")).password or secrets.token_urlsafe(24)
+
+
 # ----------------------------------------------------------------------------- public API
 
 
@@ -409,10 +421,12 @@ def up(cfg: StackConfig, *, migrate: bool = True) -> StackStatus:
     log.info("PostgreSQL on 127.0.0.1:%d", cfg.pg_port)
     _ensure_database(cfg, password)
     dsn = admin_dsn(cfg, password)
+    reader_dsn = api_dsn(cfg, _api_password(cfg))
     _write_env(
         cfg,
         {
             "INGEST_DATABASE_URL": dsn,
+            "INGEST_API_DATABASE_URL": reader_dsn,
             "INGEST_S3_ENDPOINT_URL": f"http://127.0.0.1:{cfg.s3_port}",
             "INGEST_S3_ACCESS_KEY_ID": key_id,
             "INGEST_S3_SECRET_ACCESS_KEY": secret,
@@ -423,6 +437,9 @@ def up(cfg: StackConfig, *, migrate: bool = True) -> StackStatus:
     if migrate:
         version = migrate_database(dsn)
         log.info("pgstac %s and ingest schema migrated", version)
+        from ingest.reader import ensure_reader
+
+        log.info("read-only API role %s ready", ensure_reader(dsn, reader_dsn))
     _start_moto(cfg)
     _ensure_bucket(cfg, key_id, secret)
     log.info("S3 (moto) on 127.0.0.1:%d, bucket %s", cfg.s3_port, cfg.bucket)

@@ -118,6 +118,42 @@ def version(dsn: str) -> str | None:
         return db.version
 
 
+# ----------------------------------------------------------------------------- queryables
+
+# Item properties the federation's harvesters filter and sort on ("what was created or updated since").
+# pgstac reads a property it has no queryable for as text, so `updated >= TIMESTAMP(...)` fails
+# (text >= timestamptz); registered with the to_tstz wrapper it compares as a time, and a BTREE index
+# on `updated` keeps the incremental harvest cheap in a large catalogue (`created` is rarer: no index).
+_TIME = {"type": "string", "format": "date-time"}
+HARVEST_QUERYABLES: dict[str, tuple[dict[str, Any], str | None]] = {
+    "created": ({"title": "Created", "description": "First catalogued (UTC)", **_TIME}, None),
+    "updated": ({"title": "Updated", "description": "Last (re)loaded (UTC)", **_TIME}, "BTREE"),
+}
+
+
+def ensure_queryables(dsn: str) -> list[str]:
+    """Register HARVEST_QUERYABLES for every collection; returns the names that were changed.
+
+    Needs pgstac's admin or ingest role (``ingest db migrate``). A queryable already registered the same
+    way is left alone: pgstac's upsert replaces the row, which would rebuild its index on every item
+    partition at each migration."""
+    changed = []
+    with pgstac_db(dsn) as db:
+        conn = db.connect()
+        for name, (definition, index) in HARVEST_QUERYABLES.items():
+            same = conn.execute(
+                "SELECT 1 FROM pgstac.queryables WHERE name = %s AND collection_ids IS NULL AND definition = %s"
+                " AND property_wrapper = 'to_tstz' AND upper(coalesce(property_index_type, '')) = %s",
+                [name, Jsonb(definition), (index or "").upper()],
+            ).fetchone()
+            if same is None:
+                conn.execute(
+                    "SELECT pgstac.upsert_queryable(%s, %s, 'to_tstz', %s, NULL)", [name, Jsonb(definition), index]
+                )
+                changed.append(name)
+    return changed
+
+
 def refresh_extent(dsn: str, collection_id: str) -> dict[str, Any] | None:
     """Recompute and publish a collection's extent; returns the published extent.
 

@@ -1,0 +1,229 @@
+"""``ingest serve``: the read-only STAC API the federation queries (stac-fastapi-pgstac 7.2 on our pgstac).
+
+* Read-only twice over: the Transaction and Bulk Transaction extensions are never registered (POST,
+  PUT, PATCH and DELETE on collections and items answer 404/405), and the process connects only as
+  the API's own role, which the database lets read and nothing else (``ingest.reader``); start-up
+  refuses a superuser or any role that can write items.
+* Everything comes from our settings, nothing from the environment stac-fastapi would read
+  (``ENABLED_EXTENSIONS``, ``PGUSER``, a ``.env``...): both of its settings classes are built from
+  explicit values only, so an unrelated variable cannot switch transactions on or move the database.
+* ``numberMatched``: pgstac counts matches only when its ``context`` setting is on (off by default).
+  We set it per connection (the ``pgstac.context`` GUC, ``INGEST_API_CONTEXT``), so it applies to the
+  API alone and an operator's choice in ``pgstac.pgstac_settings`` is left as it is.
+* Extensions: query, sort, fields, filter (CQL2 text and JSON) and token paging on ``/search`` and on
+  ``/collections/{id}/items``; collection search with free text. Free text on item search is left
+  out: pgstac matches ``q`` against item title/description/keywords only, and our items have none,
+  so it would advertise a conformance class that never finds anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from fastapi import FastAPI, Request
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+from stac_fastapi.extensions.sort import ItemCollectionSortExtension, SearchSortExtension
+from stac_fastapi.extensions.sort.sort import SortConformanceClasses
+from stac_fastapi.pgstac.app import instantiate_api
+from stac_fastapi.pgstac.config import PostgresSettings, ServerSettings
+from stac_fastapi.pgstac.config import Settings as PgstacApiSettings
+from stac_fastapi.pgstac.core import health_check
+from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
+from stac_fastapi.pgstac.models.extensions import Extensions
+
+from ingest import logs
+from ingest.errors import ConfigError
+from ingest.reader import check_serving_role, inspect_role
+from ingest.settings import Settings, load_settings, redact_dsn
+
+log = logging.getLogger(__name__)
+
+# keys of stac-fastapi-pgstac's extension maps (models/extensions.py); "collection_search" turns on
+# /collections search, where "free_text" applies (its search map has no free-text entry)
+ENABLED_EXTENSIONS = ("query", "sort", "fields", "filter", "pagination", "collection_search", "free_text")
+APPLICATION_NAME = "ingest-serve"  # how the API's sessions show in pg_stat_activity
+
+# stac-fastapi 7 announces sort v1.1.0 only; pystac-client 0.9 recognises v1.0.x only and warns that
+# the server cannot sort. The `sortby` accepted here is v1.0.0's (GET "+a,-b", POST [{field, direction}],
+# tested with pystac-client), so announcing v1.0.0 as well is true of this server.
+SORT_V1_0 = {
+    "search": "https://api.stacspec.org/v1.0.0/item-search#sort",
+    "items": "https://api.stacspec.org/v1.0.0/ogcapi-features#sort",
+}
+
+
+class _InitOnly(BaseSettings):
+    """Settings from the values passed to the constructor only: not the environment, not a .env file."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+class _ApiSettings(_InitOnly, PgstacApiSettings):  # type: ignore[misc]
+    pass
+
+
+class _PostgresSettings(_InitOnly, PostgresSettings):  # type: ignore[misc]
+    pass
+
+
+def api_settings(settings: Settings) -> PgstacApiSettings:
+    return _ApiSettings(
+        stac_fastapi_title=settings.api_title,
+        stac_fastapi_description=settings.api_description,
+        stac_fastapi_landing_id=settings.api_landing_id,
+        stac_fastapi_version=_version(),
+        enabled_extensions=list(ENABLED_EXTENSIONS),
+        enable_transactions_extensions=False,
+        enable_catalogs_extension=False,
+        cors_origins=list(settings.api_cors_origins),
+        cors_methods=["GET", "POST", "OPTIONS"],  # POST: /search and the broker's POST /search
+        cors_headers=["Content-Type", "Accept"],
+        openapi_url="/api",
+        docs_url="/api.html",
+    )
+
+
+def postgres_settings(settings: Settings) -> PostgresSettings:
+    dsn = require_api_dsn(settings)
+    parts = urlsplit(dsn)
+    if not parts.username or parts.password is None:
+        raise ConfigError(f"INGEST_API_DATABASE_URL needs a user and a password: {redact_dsn(dsn)}")
+    return _PostgresSettings(
+        pguser=unquote(parts.username),
+        pgpassword=unquote(parts.password),
+        pghost=parts.hostname or "localhost",
+        pgport=parts.port or 5432,
+        pgdatabase=parts.path.lstrip("/") or "postgres",
+        server_settings=ServerSettings(
+            search_path="pgstac,public",
+            application_name=APPLICATION_NAME,
+            **{"pgstac.context": settings.api_context},  # a GUC pgstac reads before its settings table
+        ),
+    )
+
+
+def require_api_dsn(settings: Settings) -> str:
+    if settings.api_database_url is None:
+        raise ConfigError(
+            "no API database role configured: set INGEST_API_DATABASE_URL to a read-only role "
+            "(`ingest db create-reader` makes it; `ingest stack up` does for the local stack)"
+        )
+    return settings.api_database_url.get_secret_value()
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("eo-ingest")
+    except PackageNotFoundError:
+        return "0"
+
+
+def build_app(settings: Settings) -> FastAPI:
+    """The FastAPI application; connects to the database when it starts (lifespan), not here."""
+    stac_settings = api_settings(settings)
+    pg = postgres_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await connect_to_db(app, postgres_settings=pg, add_write_connection_pool=False)
+        yield
+        await close_db_connection(app)
+
+    api = instantiate_api(extensions=_extensions(stac_settings), settings=stac_settings, lifespan=lifespan)
+    # StacApi passes title and description to its client but not the landing id, which the client
+    # took from stac-fastapi's module-level (environment) settings at import
+    api.client.landing_page_id = settings.api_landing_id
+    app: FastAPI = api.app
+    _add_healthz(app)
+    return app
+
+
+def _extensions(stac_settings: PgstacApiSettings) -> Extensions:
+    search_sort = SearchSortExtension(
+        conformance_classes=[SortConformanceClasses.ITEM_SEARCH_SORT, SORT_V1_0["search"]]
+    )
+    items_sort = ItemCollectionSortExtension(
+        conformance_classes=[SortConformanceClasses.FEATURES_SORT, SORT_V1_0["items"]]
+    )
+    return Extensions(
+        search_map={"sort": search_sort}, item_collection_map={"sort": items_sort}, settings=stac_settings
+    )
+
+
+def _add_healthz(app: FastAPI) -> None:
+    """``/healthz``: 200 when the database answers pgstac's version, 503 otherwise (stac-fastapi's own
+    ``/_mgmt/health`` under the name probes and load balancers look for; ``/_mgmt/ping`` stays the
+    liveness probe that does not touch the database)."""
+    endpoint: Callable[[Request], Any] = health_check
+    app.add_api_route(
+        "/healthz", endpoint, methods=["GET"], name="Health (database)", response_model=None, include_in_schema=False
+    )
+
+
+def create_app() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (and for each worker process of ``ingest serve --workers``):
+    settings from the environment, logging set up as the CLI does."""
+    settings = load_settings()
+    logs.setup(settings.log_level)
+    return build_app(settings)
+
+
+def check_database(settings: Settings) -> str:
+    """Before listening: the role must be read-only and pgstac there. Returns a line for the log."""
+    dsn = require_api_dsn(settings)
+    role = inspect_role(dsn, timeout_s=settings.db_connect_timeout_s)
+    check_serving_role(role)
+    return f"as role {role.name} on {redact_dsn(dsn).split('@')[-1]}, pgstac {role.pgstac_version}"
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    sys.exit(0)
+
+
+def run(settings: Settings, *, host: str, port: int, workers: int = 1) -> None:
+    """Serve until SIGTERM/SIGINT (uvicorn stops gracefully: running requests finish); exit 0 on SIGTERM."""
+    import uvicorn
+
+    # uvicorn shuts down on SIGTERM, restores the handler it found and raises the signal again; with
+    # the default handler the process would then die of it (exit -15), where a supervisor expects the
+    # 0 of a clean stop, as `ingest worker` gives
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    where = check_database(settings)
+    log.info("STAC API on http://%s:%d %s", host, port, where)
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_config": None,  # keep our logging set-up (JSON lines or text), uvicorn's loggers included
+        "proxy_headers": True,  # links follow X-Forwarded-Proto/Host of the HTTPS proxy in front
+        "server_header": False,
+    }
+    if workers > 1:
+        # several processes need an import string; each builds its app from the same settings, and
+        # imports stac-fastapi, whose module-level settings warn unless these are in the environment
+        os.environ.update(
+            STAC_FASTAPI_TITLE=settings.api_title,
+            STAC_FASTAPI_DESCRIPTION=settings.api_description,
+            STAC_FASTAPI_LANDING_ID=settings.api_landing_id,
+            STAC_FASTAPI_VERSION=_version(),
+        )
+        uvicorn.run("ingest.serve:create_app", factory=True, workers=workers, **common)
+    else:
+        uvicorn.run(build_app(settings), **common)
