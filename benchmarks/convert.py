@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/convert.py [--size 5490] [--workers N] [--dir DIR]
 
 Generates an L2A product whose 10 m bands are --size px (10980 is a real tile: expect ~10 min
-in all; the JPEG 2000 files are laid out like ESA's), takes the raster assets stactools finds in
-it, with the kinds and COG profile of collections/sentinel-2-l2a.yaml, and measures:
+in all; the JPEG 2000 files are laid out like ESA's), takes its raster assets the way the pipeline
+does (``describe.raster_sources``: data bands and true-colour images) with the kinds and COG profile
+of collections/sentinel-2-l2a.yaml, and measures:
 
 1. one band (red, 10 m): ``convert_band`` against ``gdal_translate -of COG`` with the same
    compression, predictor, block size, nodata and overview resampling, single-threaded like one
@@ -42,25 +43,20 @@ from rasterio.shutil import copy as rio_copy
 
 from ingest.collections import CogProfile, load_spec
 from ingest.devtools.generator import generate_s2
+from ingest.stages import describe
 from ingest.stages.artifacts import CogSource
 from ingest.stages.convert import GDAL_ENV, convert_band, convert_product
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_BAND = "red"
+SPEC = load_spec(ROOT / "collections" / "sentinel-2-l2a.yaml")
 
 
-def raster_sources(safe: Path, profile: CogProfile) -> list[CogSource]:
-    """The JPEG 2000 data assets of the stactools item, as the pipeline converts them."""
-    from stactools.sentinel2.stac import create_item
-
+def raster_sources(safe: Path) -> list[CogSource]:
+    """The raster assets the pipeline converts (data bands and true-colour images), with their kinds."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        item = create_item(str(safe))
-    return [
-        CogSource(key, Path(asset.href), profile.kind_of(key))
-        for key, asset in item.assets.items()
-        if asset.href.endswith(".jp2") and "data" in (asset.roles or [])
-    ]
+        return describe.raster_sources(describe.build_item(safe, SPEC), SPEC)
 
 
 def decoded_mb(path: Path) -> float:
@@ -142,13 +138,13 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None, help="convert_product workers (default: CPU cores)")
     ap.add_argument("--dir", type=Path, default=None, help="scratch directory (default: a temporary one)")
     args = ap.parse_args()
-    profile = load_spec(ROOT / "collections" / "sentinel-2-l2a.yaml").cog
+    profile = SPEC.cog
     scratch = Path(tempfile.mkdtemp(prefix="bench-convert-", dir=args.dir))
     try:
         started = time.perf_counter()
         sensing = datetime(2024, 1, 5, 10, 34, tzinfo=UTC)
         safe = generate_s2(scratch / "src", level="L2A", sensing=sensing, size=args.size, seed=1)
-        sources = raster_sources(safe, profile)
+        sources = raster_sources(safe)
         total_mb = sum(decoded_mb(s.path) for s in sources)
         jp2_mb = sum(s.path.stat().st_size for s in sources) / 1e6
         print(

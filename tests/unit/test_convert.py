@@ -398,3 +398,18 @@ def test_rerun_replaces_the_cog_atomically(l2a: Path, tmp_path: Path) -> None:
     assert file_digest(second.path) == second.sha256
     assert_valid(second)
     assert leftovers(tmp_path) == []
+
+
+SHRUNK_L2A = sorted(FIXTURES.glob("sentinel2/rasters/S2A_29RKH_20200219_0_L2A/*.tif"))
+_SHRUNK_KIND: dict[str, BandKind] = {"SCL": "classification", "L2A_PVI": "visual", "AOT": "atmosphere"}
+
+
+@pytest.mark.parametrize("path", SHRUNK_L2A, ids=[p.stem for p in SHRUNK_L2A])
+def test_real_shrunk_l2a_cogs_convert_with_equal_pixels(tmp_path: Path, path: Path) -> None:
+    kind = _SHRUNK_KIND.get(path.stem, "reflectance")
+    out = convert_band(CogSource(path.stem.lower(), path, kind), tmp_path, PROFILE)
+    assert_valid(out)
+    with rasterio.open(path) as src, rasterio.open(out.path) as dst:
+        assert (dst.crs, dst.transform, dst.count, dst.dtypes) == (src.crs, src.transform, src.count, src.dtypes)
+        assert dst.nodata == src.nodata
+        assert np.array_equal(dst.read(), src.read())
