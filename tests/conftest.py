@@ -20,6 +20,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures"
+# the real products of the shared fixtures (metadata only; see its MANIFEST.md)
+REAL_S2 = FIXTURES / "sentinel2" / "safe"
+REAL_S2_L1C = REAL_S2 / "S2A_MSIL1C_20210908T042701_N0301_R133_T46RER_20210908T070248.SAFE"
+REAL_S2_L2A_N0214 = REAL_S2 / "esa_S2B_MSIL2A_20210122T133229_N0214_R081_T22HBD_20210122T155500.SAFE"
+REAL_S2_L2A_N0400 = REAL_S2 / "S2B_MSIL2A_20220413T150759_N0400_R025_T33XWJ_20220414T082126.SAFE"
+REAL_S1_GRD = (
+    FIXTURES / "sentinel1" / "safe" / "S1A_IW_GRDH_1SDV_20210809T173953_20210809T174018_039156_049F13_6FF8.SAFE"
+)
 
 # Settings must never come from a developer's own .stack/ or .env while testing.
 for key in [k for k in os.environ if k.startswith("INGEST_")]:

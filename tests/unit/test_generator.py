@@ -19,15 +19,10 @@ from shapely.geometry import Polygon, shape
 
 from ingest.devtools import generator as gen
 from ingest.stages.manifest import manifest_checksums, manifest_entries, verify_manifest
+from tests.conftest import FIXTURES, REAL_S1_GRD, REAL_S2, REAL_S2_L1C, REAL_S2_L2A_N0214, REAL_S2_L2A_N0400
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
-S2_SAFE = FIXTURES / "sentinel2" / "safe"
-S2_L1C_FIXTURE = S2_SAFE / "S2A_MSIL1C_20210908T042701_N0301_R133_T46RER_20210908T070248.SAFE"
-S2_L2A_JP2_FIXTURE = S2_SAFE / "esa_S2B_MSIL2A_20210122T133229_N0214_R081_T22HBD_20210122T155500.SAFE"
-S2_L2A_N0400_FIXTURE = S2_SAFE / "S2B_MSIL2A_20220413T150759_N0400_R025_T33XWJ_20220414T082126.SAFE"
-S1_FIXTURE = (
-    FIXTURES / "sentinel1" / "safe" / "S1A_IW_GRDH_1SDV_20210809T173953_20210809T174018_039156_049F13_6FF8.SAFE"
-)
+S2_L1C_FIXTURE, S2_L2A_JP2_FIXTURE, S2_L2A_N0400_FIXTURE = REAL_S2_L1C, REAL_S2_L2A_N0214, REAL_S2_L2A_N0400
+S1_FIXTURE = REAL_S1_GRD
 B01_FIXTURE = next(
     iter(sorted((FIXTURES / "sentinel2" / "eodag_product").glob("*/GRANULE/*/IMG_DATA/*_B01.jp2"))), None
 )
@@ -108,7 +103,7 @@ def test_s2_tile_grid_matches_real_tiles(tile: str, epsg: int, ulx: float, uly: 
 
 def test_s2_tile_grid_agrees_with_fixture_metadata() -> None:
     for mtd in [
-        *need(S2_SAFE).glob("*/GRANULE/*/MTD_TL.xml"),
+        *need(REAL_S2).glob("*/GRANULE/*/MTD_TL.xml"),
         *FIXTURES.glob("sentinel2/eodag_product/*/GRANULE/*/MTD_TL.xml"),
     ]:
         root = ET.parse(mtd).getroot()

@@ -7,13 +7,9 @@ from pathlib import Path
 import pytest
 
 from ingest.stages.manifest import ManifestError, manifest_checksums, manifest_entries, verify_manifest
+from tests.conftest import FIXTURES, REAL_S1_GRD, REAL_S2_L1C, REAL_S2_L2A_N0214, REAL_S2_L2A_N0400
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
-S2 = FIXTURES / "sentinel2" / "safe"
-L1C = S2 / "S2A_MSIL1C_20210908T042701_N0301_R133_T46RER_20210908T070248.SAFE"
-L2A_JP2 = S2 / "esa_S2B_MSIL2A_20210122T133229_N0214_R081_T22HBD_20210122T155500.SAFE"
-L2A_N0400 = S2 / "S2B_MSIL2A_20220413T150759_N0400_R025_T33XWJ_20220414T082126.SAFE"
-S1 = FIXTURES / "sentinel1" / "safe" / "S1A_IW_GRDH_1SDV_20210809T173953_20210809T174018_039156_049F13_6FF8.SAFE"
+L1C, L2A_JP2, L2A_N0400, S1 = REAL_S2_L1C, REAL_S2_L2A_N0214, REAL_S2_L2A_N0400, REAL_S1_GRD
 
 needs_fixtures = pytest.mark.skipif(not FIXTURES.exists(), reason="shared fixtures not beside the checkout")
 
