@@ -17,8 +17,6 @@ from procrastinate import JobContext
 from ingest.app import App
 from ingest.errors import StateConflict
 from ingest.settings import load_settings
-from ingest.state.db import connect
-from ingest.state.machine import State
 
 log = logging.getLogger(__name__)
 blueprint = procrastinate.Blueprint()
@@ -35,7 +33,6 @@ def _app() -> App:
 @blueprint.task(name="process_product", pass_context=True)
 def process_product(context: JobContext, product_id: str) -> str:
     from ingest.adapters.queue import ProductQueue
-    from ingest.state import repo
 
     app = _app()
     try:
@@ -46,10 +43,7 @@ def process_product(context: JobContext, product_id: str) -> str:
     if out.released:
         with ProductQueue(app.settings) as queue:
             queue.enqueue([product_id])
-    elif out.state is State.FAILED:
-        with connect(app.settings) as conn:
-            row = repo.get_product(conn, product_id)
-        if row is not None and row["next_attempt_at"] is not None:
-            with ProductQueue(app.settings) as queue:
-                queue.enqueue([product_id], schedule_at=row["next_attempt_at"])
+    elif out.next_attempt_at is not None:
+        with ProductQueue(app.settings) as queue:
+            queue.enqueue([product_id], schedule_at=out.next_attempt_at)
     return str(out.state.value)

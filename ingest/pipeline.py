@@ -12,7 +12,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ class Outcome:
     error: str | None = None
     seconds: float = 0.0
     released: bool = False  # given back unfinished (the process is stopping); it is due again at once
+    next_attempt_at: datetime | None = None  # failed: when the retry policy wants it tried again
 
 
 def product_from_row(row: dict[str, Any]) -> ProviderProduct:
@@ -98,7 +99,7 @@ def record_failure(
         details={"retry": decision.retry, "attempt": attempts, "error": type(exc).__name__},
         set_fields={"last_error": cause, "next_attempt_at": next_at},
     )
-    return Outcome(product_id, State.FAILED, cause)
+    return Outcome(product_id, State.FAILED, cause, next_attempt_at=next_at)
 
 
 class _Stopping(Exception):
@@ -236,7 +237,7 @@ def process(
             _discard(services, spec, item_id, state, product_id)
             shutil.rmtree(work, ignore_errors=True)
         log.warning("%s: %s in %s: %s", product_id, out.state.value, state.value, out.error)
-        return Outcome(product_id, out.state, out.error, time.monotonic() - started)
+        return replace(out, seconds=time.monotonic() - started)
     shutil.rmtree(work, ignore_errors=True)
     return Outcome(product_id, state, None, time.monotonic() - started)
 

@@ -19,8 +19,6 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
 
 import psycopg
 
@@ -94,27 +92,11 @@ def _recover_stalled(conn: psycopg.Connection, queue: ProductQueue, job: Stalled
     report.requeued_jobs.append(job.job_id)
 
 
-def in_flight_since(conn: psycopg.Connection, older_than_s: float, *, limit: int) -> list[tuple[str, State, datetime]]:
-    """Products in flight whose last change is older than ``older_than_s``: (id, state, updated_at).
-
-    Kept beside its only caller for now; it belongs in ``ingest.state.repo`` with the other SQL.
-    """
-    rows: list[tuple[Any, ...]] = conn.execute(
-        """
-        SELECT id, state, updated_at FROM ingest.products
-         WHERE state = ANY(%s) AND updated_at < now() - make_interval(secs => %s)
-         ORDER BY updated_at LIMIT %s
-        """,
-        [sorted(s.value for s in IN_FLIGHT), older_than_s, limit],
-    ).fetchall()
-    return [(r[0], State(r[1]), r[2]) for r in rows]
-
-
 def _release_orphans(
     conn: psycopg.Connection, active: Iterable[str], orphan_after_s: float, report: ReconcileReport
 ) -> None:
     with_job = set(active)
-    for product_id, state, since in in_flight_since(conn, orphan_after_s, limit=ORPHAN_LIMIT):
+    for product_id, state, since in repo.in_flight_since(conn, orphan_after_s, limit=ORPHAN_LIMIT):
         if product_id in with_job:
             continue  # a job holds it: pass 1 deals with it if its worker is dead
         message = f"released: orphan, {state.value} since {since.isoformat(timespec='seconds')} with no job"

@@ -36,6 +36,7 @@ from ingest.collections import CollectionSpec
 from ingest.daemon.leader import LeaderLock
 from ingest.errors import DatabaseUnavailable, IngestError
 from ingest.settings import Settings, scrub
+from ingest.state import repo
 from ingest.state.db import connect
 
 log = logging.getLogger(__name__)
@@ -190,19 +191,13 @@ def identity() -> str:
 
 
 def last_harvests(settings: Settings) -> dict[str, datetime]:
-    """Each collection's last harvest time; empty when unknown (then every harvest runs at once).
-
-    A read of ingest.watermarks that belongs in ``ingest.state.repo`` with the other SQL.
-    """
+    """Each collection's last harvest time; empty when unknown (then every harvest runs at once)."""
     try:
-        with connect(settings, autocommit=True) as conn:
-            rows = conn.execute(
-                "SELECT collection, last_harvest_at FROM ingest.watermarks WHERE last_harvest_at IS NOT NULL"
-            ).fetchall()
+        with connect(settings) as conn:
+            return repo.last_harvests(conn)
     except (IngestError, psycopg.Error) as exc:
         log.warning("last harvest times unknown (%s): every interval harvest runs now", exc)
         return {}
-    return {r[0]: r[1] for r in rows}
 
 
 def _start_jobs(plan: list[PlannedJob], settings: Settings) -> Any:

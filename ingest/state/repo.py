@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from ingest.errors import StateConflict
-from ingest.state.machine import State, can_transition
+from ingest.state.machine import IN_FLIGHT, State, can_transition
 
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -216,3 +216,24 @@ def due_products(conn: psycopg.Connection, collection: str, *, limit: int) -> li
         [collection, limit],
     ).fetchall()
     return [r[0] for r in rows]
+
+
+def in_flight_since(conn: psycopg.Connection, older_than_s: float, *, limit: int) -> list[tuple[str, State, datetime]]:
+    """Products in flight whose last change is older than ``older_than_s``: (id, state, updated_at)."""
+    rows: list[tuple[Any, ...]] = conn.execute(
+        """
+        SELECT id, state, updated_at FROM ingest.products
+         WHERE state = ANY(%s) AND updated_at < now() - make_interval(secs => %s)
+         ORDER BY updated_at LIMIT %s
+        """,
+        [sorted(s.value for s in IN_FLIGHT), older_than_s, limit],
+    ).fetchall()
+    return [(r[0], State(r[1]), r[2]) for r in rows]
+
+
+def last_harvests(conn: psycopg.Connection) -> dict[str, datetime]:
+    """Each collection's last harvest time, for the collections that have one."""
+    rows = conn.execute(
+        "SELECT collection, last_harvest_at FROM ingest.watermarks WHERE last_harvest_at IS NOT NULL"
+    ).fetchall()
+    return {r[0]: r[1] for r in rows}
