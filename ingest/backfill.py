@@ -38,6 +38,7 @@ from ingest.harvest import Searcher, to_discovered
 from ingest.stages.artifacts import ProviderProduct
 from ingest.state import repo
 from ingest.state.machine import State
+from ingest.units import human_size
 
 log = logging.getLogger(__name__)
 
@@ -588,7 +589,7 @@ class DryRun:
 
     def lines(self) -> list[str]:
         out = [
-            f"{p.id}  {_iso(p.sensing) if p.sensing else '?':20}  {_size(p.size)}"
+            f"{p.id}  {_iso(p.sensing) if p.sensing else '?':20}  {human_size(p.size)}"
             for p in sorted(self.to_ingest, key=lambda p: (p.sensing or datetime.min.replace(tzinfo=UTC), p.id))
         ]
         estimate = f"{self.volume_bytes / 1e9:.2f} GB"
@@ -598,15 +599,6 @@ class DryRun:
         if self.skipped:
             total += "; not ingested: " + ", ".join(f"{n} {state}" for state, n in sorted(self.skipped.items()))
         return [*out, total]
-
-
-def _size(size: int | None) -> str:
-    if size is None:
-        return "size unknown"
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if size >= scale:
-            return f"{size / scale:.1f} {unit}"
-    return f"{size} B"
 
 
 def dry_run(conn: psycopg.Connection, provider: Searcher, request: Request, plan: Plan) -> DryRun:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -25,6 +26,9 @@ class Context:
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings()
+            logs.register_secrets(self._settings)  # from here on no log line can carry them
+            if not self.debug:
+                logging.getLogger().setLevel(self._settings.log_level)
         return self._settings
 
 
@@ -430,6 +434,112 @@ def retry_cmd(c: Context, collection: str, states: tuple[str, ...], since: Any) 
     with ProductQueue(c.settings) as queue:
         queued = queue.enqueue(moved)
     click.echo(f"{spec.id}: {len(moved)} products back to discovered, {queued} queued")
+
+
+@cli.command("retain")
+@click.argument("collection", required=False)
+@click.option("--all", "all_collections", is_flag=True, help="Every collection whose retention policy is enabled.")
+@click.option("--dry-run", is_flag=True, help="Say what would go (counts, bytes, times); change nothing.")
+@click.option("--list", "list_ids", is_flag=True, help="With the summary, the ids of the items that go.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (needed when stdin is not a terminal).")
+@click.option("--force", is_flag=True, help="Allow a policy to remove every item of a collection.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def retain_cmd(
+    c: Context,
+    collection: str | None,
+    all_collections: bool,
+    dry_run: bool,
+    list_ids: bool,
+    yes: bool,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Apply the collections' retention policies (collections/*.yaml, retention:): retire the products
+    they select, remove their items from the catalogue and their objects from S3."""
+    from ingest import retention
+    from ingest.state.db import connect
+
+    app = _app(c)
+    if all_collections == (collection is not None):
+        raise click.UsageError("name one COLLECTION or pass --all")
+    if all_collections:
+        specs = [s for _, s in sorted(app.specs.items()) if s.retention.enabled]
+    else:
+        specs = [app.spec(collection)]
+        if not specs[0].retention.enabled:
+            raise IngestError(f"{collection}: retention is not enabled (retention.enabled in {specs[0].path})")
+    reports: list[dict[str, Any]] = []
+    failed: list[str] = []
+    with connect(c.settings) as conn:
+        for spec in specs:
+            plan = retention.plan(conn, spec)
+            if as_json:
+                reports.append({"plan": plan.to_dict(with_ids=list_ids)})
+            else:
+                for line in plan.lines(with_ids=list_ids):
+                    click.echo(line)
+            if dry_run:
+                continue
+            if plan.count and not yes:
+                if not sys.stdin.isatty():
+                    raise click.UsageError("stdin is not a terminal: pass --yes to confirm the removal")
+                click.confirm(f"Remove {plan.count} items from {spec.id}?", abort=True, err=True)
+            try:
+                report = retention.enforce(
+                    conn,
+                    plan,
+                    pgstac_dsn=c.settings.require_database_url(),
+                    store=app.store,
+                    force=force,
+                    batch_size=c.settings.retention_batch_size,
+                )
+            except retention.RetentionRefused as exc:
+                failed.append(exc.message)
+                click.echo(exc.message, err=True)
+                continue
+            if as_json:
+                reports[-1]["done"] = report.to_dict()
+            else:
+                n = report.finished_earlier
+                earlier = f", {n} left by an earlier run finished" if n else ""
+                click.echo(
+                    f"{spec.id}: {report.retired} retired, {report.items_deleted} items and"
+                    f" {report.objects_deleted} objects deleted{earlier}"
+                )
+            failed.extend(report.errors)
+    if as_json:
+        _echo_json({"collections": reports})
+    if failed:
+        raise IngestError(f"retention left work undone ({len(failed)}): {failed[0]}; run it again once fixed")
+
+
+@cli.command("healthcheck")
+@click.option("--check", "checks", multiple=True, type=click.Choice(["database", "s3", "provider", "scheduler", "http"]),
+              help="Only these checks (repeatable; default: database, s3, provider, scheduler).")  # fmt: skip
+@click.option("--url", help="Also check that this URL answers 200 (a process's /readyz, the API's /healthz).")
+@click.option("--timeout", type=click.FloatRange(0.1), default=5.0, show_default=True, help="Seconds per check.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def healthcheck_cmd(c: Context, checks: tuple[str, ...], url: str | None, timeout: float, as_json: bool) -> None:
+    """Check the database, S3, the provider and the scheduler; exit 0 when all are fine, 1 otherwise.
+
+    For Docker HEALTHCHECK and Kubernetes exec probes; each failure names its dependency."""
+    from ingest import health
+
+    names = list(checks) or [*health.CHECKS, *(["http"] if url else [])]
+    if "http" in names and not url:
+        raise click.UsageError("--check http needs --url")
+    results = health.run(c.settings, names, url=url, timeout_s=timeout)
+    failed = [r for r in results if not r.ok]
+    if as_json:
+        _echo_json({"healthy": not failed, "checks": [r.to_dict() for r in results]})
+    else:
+        for r in results:
+            click.echo(r.line())
+    if failed:
+        click.echo("unhealthy: " + "; ".join(r.detail for r in failed), err=True)
+        sys.exit(1)
 
 
 @cli.group()

@@ -41,8 +41,52 @@ def parse_duration(value: Any) -> timedelta:
     )
 
 
+def iso_duration(value: timedelta) -> str:
+    """ISO 8601 form of a duration: 'P90D', 'PT6H', 'P1DT12H' (seconds dropped below a minute)."""
+    days, rest = value.days, value.seconds
+    hours, minutes = rest // 3600, rest % 3600 // 60
+    time = (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
+    return "P" + (f"{days}D" if days else "") + (f"T{time}" if time else "") if (days or time) else "PT0M"
+
+
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 _CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?]+$")
+
+
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def _days_of(part: str) -> set[int]:
+    """Standard cron day-of-week numbers (0 or 7 = Sunday) of one comma-separated part."""
+    base, _, step_text = part.partition("/")
+    step = int(step_text) if step_text else 1
+    if base == "*":
+        lo, hi = 0, 6
+    else:
+        ends = [e.lower() for e in base.split("-")]
+        if len(ends) > 2 or step < 1:
+            raise ValueError(f"bad day-of-week {part!r}")
+        nums = [_DAYS.index(e[:3]) if e[:3] in _DAYS else int(e) for e in ends]
+        if not all(0 <= n <= 7 for n in nums):
+            raise ValueError(f"day-of-week {part!r} out of 0-7")
+        lo, hi = nums[0], nums[-1] if len(nums) == 2 else (6 if step_text else nums[0])
+    return {d % 7 for d in range(lo, hi + 1, step)}
+
+
+def apscheduler_crontab(expr: str) -> str:
+    """The expression with its day-of-week spelled as names.
+
+    APScheduler 3 numbers days from Monday = 0 (``0 3 * * 0`` would run on Mondays), and steps over
+    ``*`` count from Monday too; cron, and every operator, mean Sunday = 0 (or 7). Names mean the same
+    to both."""
+    fields = expr.split()
+    if len(fields) != 5 or fields[4] in ("*", "?"):
+        return expr
+    try:
+        days = set().union(*(_days_of(part) for part in fields[4].split(",")))
+    except (ValueError, IndexError):
+        raise ValueError(f"not a day-of-week field: {fields[4]!r}") from None
+    return " ".join([*fields[:4], ",".join(_DAYS[d] for d in sorted(days))])
 
 
 def _check_cron(expr: str) -> str:
@@ -51,7 +95,7 @@ def _check_cron(expr: str) -> str:
         raise ValueError(f"not a 5-field cron expression: {expr!r}")
     from apscheduler.triggers.cron import CronTrigger
 
-    CronTrigger.from_crontab(expr)  # raises ValueError with the reason
+    CronTrigger.from_crontab(apscheduler_crontab(expr))  # raises ValueError with the reason
     return expr
 
 
@@ -188,6 +232,21 @@ class Retention(_Strict):
             raise ValueError("area geometry is empty or invalid")
         return v
 
+    def published(self) -> dict[str, Any] | None:
+        """The policy as the collection document publishes it (``ingest:retention``), None when off."""
+        if not self.enabled:
+            return None
+        doc: dict[str, Any] = {
+            "anchor": "datetime" if self.anchor == "sensing" else "created",
+            "keep_latest": self.keep_latest,
+            "schedule": self.schedule,
+        }
+        if self.max_age is not None:
+            doc["max_age"] = iso_duration(self.max_age)
+        if self.area is not None:
+            doc["area"] = self.area
+        return doc
+
     @model_validator(mode="after")
     def _something_to_enforce(self) -> Retention:
         if self.enabled and self.max_age is None and self.area is None:
@@ -207,7 +266,7 @@ class CollectionSpec(_Strict):
     def stac_collection(self) -> dict[str, Any]:
         """The STAC Collection document published for this spec (extent is refreshed after loads)."""
         s = self.stac
-        return {
+        doc: dict[str, Any] = {
             "type": "Collection",
             "stac_version": STAC_VERSION,
             "stac_extensions": list(s.stac_extensions),
@@ -225,6 +284,9 @@ class CollectionSpec(_Strict):
             "item_assets": {k: dict(v) for k, v in s.item_assets.items()},
             "links": [dict(link) for link in s.links],
         }
+        if (policy := self.retention.published()) is not None:
+            doc["ingest:retention"] = policy
+        return doc
 
 
 def _format_loc(loc: tuple[int | str, ...]) -> str:

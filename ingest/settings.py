@@ -100,6 +100,9 @@ class Settings(BaseSettings):
         default=30.0, ge=0, description="On SIGTERM, time to finish the current product before releasing it."
     )
     reconcile_interval_s: float = Field(default=60.0, gt=0, description="How often the scheduler reconciles.")
+    retention_batch_size: int = Field(
+        default=1000, ge=1, le=100_000, description="Products retired, unlisted and deleted per transaction."
+    )
     leader_poll_s: float = Field(default=5.0, gt=0, description="How often a standby scheduler tries to take over.")
 
     # --- STAC API (`ingest serve`): read-only, as its own login role, never the migration superuser ---
@@ -132,6 +135,17 @@ class Settings(BaseSettings):
     stack_s3_port: int = Field(default=55900, ge=1024, le=65535)
 
     log_level: str = "INFO"
+
+    # --- operating: metrics and health endpoints of the long-running processes (scheduler, worker) ---
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port of /metrics, /livez and /readyz on `ingest scheduler`, `worker` and `run`; 0 = off.",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Address the metrics endpoint listens on (0.0.0.0 in a container)."
+    )
 
     @field_validator("log_level")
     @classmethod

@@ -25,7 +25,7 @@ collection's ``private`` column, which pgstac never serves).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -323,19 +323,33 @@ def load_items(dsn: str, items: Iterable[Item], *, batch_size: int = 500) -> int
     return loaded
 
 
-def delete_items(dsn: str, collection_id: str, item_ids: Sequence[str], *, batch_size: int = 1000) -> int:
-    """Delete items of one collection by id (unknown ids are ignored); returns how many were deleted."""
+def delete_items(
+    dsn: str,
+    collection_id: str,
+    item_ids: Sequence[str],
+    *,
+    batch_size: int = 1000,
+    on_deleted: Callable[[psycopg.Connection[Any], list[str]], None] | None = None,
+) -> int:
+    """Delete items of one collection by id (unknown ids are ignored); returns how many were deleted.
+
+    ``on_deleted(conn, ids)`` runs in each batch's transaction, after its delete: a caller's record of
+    the deletion (same database) commits with it or not at all.
+    """
     if not item_ids:
         return 0
     deleted = 0
     with pgstac_db(dsn) as db:
         conn = db.connect()
         for start in range(0, len(item_ids), batch_size):
-            cur = conn.execute(
-                "DELETE FROM pgstac.items WHERE collection = %s AND id = ANY(%s)",
-                [collection_id, list(item_ids[start : start + batch_size])],
-            )
-            deleted += cur.rowcount
+            batch = list(item_ids[start : start + batch_size])
+            with conn.transaction():
+                cur = conn.execute(
+                    "DELETE FROM pgstac.items WHERE collection = %s AND id = ANY(%s)", [collection_id, batch]
+                )
+                deleted += cur.rowcount
+                if on_deleted is not None:
+                    on_deleted(conn, batch)
         if deleted:
             _refresh_extent(conn, collection_id)
     return deleted

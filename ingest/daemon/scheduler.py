@@ -42,7 +42,7 @@ from ingest.state.db import connect
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "ingest-scheduler"
-JobKind = Literal["harvest", "reconcile"]  # a later issue adds "retention"
+JobKind = Literal["harvest", "retention", "reconcile"]
 TriggerKind = Literal["cron", "interval"]
 # A cron run late by less than this (executor busy, VM paused) still runs once (coalesce=True);
 # later than that, the next fire is as good. Interval jobs use their own period instead.
@@ -59,7 +59,7 @@ _QUEUE_WRITES = threading.Lock()
 
 @dataclass(frozen=True)
 class PlannedJob:
-    id: str  # "harvest:<collection>", "reconcile"
+    id: str  # "harvest:<collection>", "retention:<collection>", "reconcile"
     kind: JobKind
     trigger: TriggerKind
     trigger_args: Mapping[str, Any]  # cron: {"expr": "0 * * * *"}; interval: {"seconds": 3600.0}
@@ -74,7 +74,7 @@ class PlannedJob:
         from apscheduler.triggers.interval import IntervalTrigger
 
         if self.trigger == "cron":
-            return CronTrigger.from_crontab(self.trigger_args["expr"], timezone=UTC)
+            return CronTrigger.from_crontab(col.apscheduler_crontab(self.trigger_args["expr"]), timezone=UTC)
         return IntervalTrigger(seconds=self.trigger_args["seconds"], start_date=start, timezone=UTC)
 
     def describe(self) -> str:
@@ -105,6 +105,18 @@ def _harvest_job(spec: CollectionSpec, settings: Settings) -> PlannedJob:
     )
 
 
+def _retention_job(spec: CollectionSpec, settings: Settings) -> PlannedJob:
+    return PlannedJob(
+        id=f"retention:{spec.id}",
+        kind="retention",
+        trigger="cron",
+        trigger_args={"expr": spec.retention.schedule},
+        func=run_retention,
+        args=(settings, spec.id),
+        collection=spec.id,
+    )
+
+
 def _reconcile_job(specs: Mapping[str, CollectionSpec], settings: Settings) -> PlannedJob:
     seconds = settings.reconcile_interval_s
     return PlannedJob(
@@ -121,8 +133,7 @@ def _reconcile_job(specs: Mapping[str, CollectionSpec], settings: Settings) -> P
 def jobs_for(specs: Mapping[str, CollectionSpec], settings: Settings) -> list[PlannedJob]:
     """Every job the leader runs: harvests of enabled collections (by id), then the reconciler."""
     jobs = [_harvest_job(specs[cid], settings) for cid in sorted(specs) if specs[cid].harvest.enabled]
-    # Retention jobs go here (a later issue): one per collection whose spec.retention.enabled, on
-    # spec.retention.schedule (a cron), kind "retention", built by a _retention_job(spec, settings).
+    jobs += [_retention_job(specs[cid], settings) for cid in sorted(specs) if specs[cid].retention.enabled]
     jobs.append(_reconcile_job(specs, settings))
     return jobs
 
@@ -159,6 +170,21 @@ def run_harvest(settings: Settings, collection_id: str) -> None:
     with _QUEUE_WRITES, ProductQueue(settings) as queue:
         added = queue.enqueue(app.due(collection_id))
     log.info("harvest %s: %d seen, %d new, %d enqueued", collection_id, found.seen, len(found.new_ids), added)
+
+
+def run_retention(settings: Settings, collection_id: str) -> None:
+    """The collection's policy, as ``ingest retain COLLECTION --yes`` (never forced); logs what went."""
+    from ingest import retention
+    from ingest.app import App
+    from ingest.state.db import connect
+
+    app = App(settings)
+    with connect(settings) as conn:
+        plan = retention.plan(conn, app.spec(collection_id))
+        retention.enforce(
+            conn, plan, pgstac_dsn=settings.require_database_url(), store=app.store,
+            batch_size=settings.retention_batch_size,
+        )  # fmt: skip
 
 
 def run_reconcile(settings: Settings, specs: Mapping[str, CollectionSpec]) -> None:

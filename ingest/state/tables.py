@@ -104,3 +104,26 @@ backfill_chunks = Table(
     CheckConstraint("status IN ('pending', 'done')", name="backfill_chunks_status_check"),
     CheckConstraint("chunk_end > chunk_start", name="backfill_chunks_range_check"),
 )
+
+retirements = Table(
+    "retirements",
+    metadata,
+    Column("product_id", Text, ForeignKey("ingest.products.id", name="retirements_product_fk"), primary_key=True),
+    Column("collection", Text, nullable=False),
+    Column("item_id", Text, nullable=False),
+    Column("s3_prefix", Text, comment="where the product's objects were stored when it was retired"),
+    Column("run_id", Text, nullable=False, comment="the retention run that retired the product"),
+    Column("reason", Text, nullable=False),
+    Column("bytes", BigInteger, comment="sum of the item's asset file:size"),
+    Column("retired_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("item_deleted_at", DateTime(timezone=True), comment="when the item left pgstac (the harvesters' listing)"),
+    Column("objects_deleted_at", DateTime(timezone=True)),
+    Column("objects_deleted", Integer),
+    Column("last_error", Text, comment="why the last attempt to finish this retirement stopped"),
+)
+Index("retirements_deleted_idx", retirements.c.item_deleted_at, retirements.c.collection, retirements.c.item_id)
+Index(
+    "retirements_pending_idx",
+    retirements.c.collection,
+    postgresql_where=text("item_deleted_at IS NULL OR objects_deleted_at IS NULL"),
+)

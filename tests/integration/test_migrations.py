@@ -40,7 +40,14 @@ def _tables(dsn: str) -> set[str]:
 
 def test_migrated_schema_equals_models(empty_db: str) -> None:
     migrations.upgrade(empty_db)
-    assert _tables(empty_db) == {"products", "events", "watermarks", "backfill_chunks", "alembic_version"}
+    assert _tables(empty_db) == {
+        "products",
+        "events",
+        "watermarks",
+        "backfill_chunks",
+        "retirements",
+        "alembic_version",
+    }
     assert _diff(empty_db) == []
 
 

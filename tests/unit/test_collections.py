@@ -135,3 +135,63 @@ def test_missing_extension_schema_is_reported_not_passed() -> None:
     report = validate_collection(doc)
     assert "https://stac-extensions.github.io/classification/v2.0.0/schema.json" in report.not_checked
     assert "https://stac-extensions.github.io/classification/v2.0.0/schema.json" not in report.checked
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ("30 3 * * *", "30 3 * * *"),
+        ("0 3 * * 0", "0 3 * * sun"),  # APScheduler 3 alone would read 0 as Monday
+        ("0 3 * * 7", "0 3 * * sun"),
+        ("0 3 * * 1-5", "0 3 * * mon,tue,wed,thu,fri"),
+        ("0 3 * * */2", "0 3 * * sun,tue,thu,sat"),  # steps count from Sunday, as in cron
+        ("0 3 * * 5-7", "0 3 * * sun,fri,sat"),
+        ("0 3 * * 1/3", "0 3 * * mon,thu"),
+        ("0 3 * * sat,SUN", "0 3 * * sun,sat"),
+    ],
+)
+def test_day_of_week_means_what_cron_means(expr: str, expected: str) -> None:
+    assert col.apscheduler_crontab(expr) == expected
+
+
+def test_bad_day_of_week_names_the_field(tmp_path: Path) -> None:
+    path = _write(tmp_path, "sentinel-2-l2a", lambda d: d["retention"].update(schedule="0 3 * * 9"))
+    with pytest.raises(CollectionSpecError, match=r"retention\.schedule.*day-of-week"):
+        col.load_spec(path)
+
+
+def test_enabled_retention_needs_something_to_enforce(tmp_path: Path) -> None:
+    def mutate(d):  # type: ignore[no-untyped-def]
+        d["retention"].update(enabled=True, max_age=None)
+
+    path = _write(tmp_path, "sentinel-2-l2a", mutate)
+    with pytest.raises(CollectionSpecError, match=r"max_age.*area"):
+        col.load_spec(path)
+
+
+def test_retention_policy_is_published_in_the_collection_document(tmp_path: Path) -> None:
+    area = {"type": "Polygon", "coordinates": [[[10, 40], [20, 40], [20, 50], [10, 50], [10, 40]]]}
+
+    def mutate(d):  # type: ignore[no-untyped-def]
+        d["retention"].update(enabled=True, max_age="P1DT12H", anchor="ingestion", keep_latest=3, area=area)
+
+    doc = col.load_spec(_write(tmp_path, "sentinel-2-l2a", mutate)).stac_collection()
+    assert doc["ingest:retention"] == {
+        "max_age": "P1DT12H",
+        "anchor": "created",
+        "area": area,
+        "keep_latest": 3,
+        "schedule": "30 3 * * *",
+    }
+    validate_collection(doc, source="test")
+    off = col.load_spec(_write(tmp_path, "sentinel-2-l2a", lambda d: None)).stac_collection()
+    assert "ingest:retention" not in off  # a disabled policy keeps everything: nothing to announce
+
+
+@pytest.mark.parametrize(
+    ("delta", "iso"),
+    [(timedelta(days=90), "P90D"), (timedelta(hours=6), "PT6H"), (timedelta(days=2, minutes=5), "P2DT5M")],
+)
+def test_iso_duration(delta: timedelta, iso: str) -> None:
+    assert col.iso_duration(delta) == iso
+    assert col.parse_duration(iso) == delta

@@ -11,7 +11,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from ingest import collections as col
 from ingest.collections import CollectionSpec
 from ingest.daemon.leader import lock_key
-from ingest.daemon.scheduler import first_runs, jobs_for, run_harvest, run_reconcile
+from ingest.daemon.scheduler import first_runs, jobs_for, run_harvest, run_reconcile, run_retention
 from ingest.settings import Settings
 from tests.conftest import ROOT
 
@@ -49,7 +49,22 @@ def test_real_collections_give_one_hourly_harvest_each_plus_the_reconciler(
         assert job.id == f"harvest:{job.collection}"
         assert job.misfire_grace_s == 3600
         assert job.describe() == "every 1:00:00"
-    assert not any(j.kind == "retention" for j in jobs)  # retention jobs come with their own issue
+    assert not any(j.kind == "retention" for j in jobs)  # the shipped policies are off until an operator sets one
+
+
+def test_an_enabled_retention_policy_gets_a_cron_job_on_its_schedule(
+    specs: dict[str, CollectionSpec], settings: Settings
+) -> None:
+    spec = specs["sentinel-2-l1c"]
+    retention = spec.retention.model_copy(update={"enabled": True, "schedule": "15 2 * * 0"})
+    specs = {**specs, spec.id: spec.model_copy(update={"retention": retention})}
+    jobs = {j.id: j for j in jobs_for(specs, settings)}
+    job = jobs["retention:sentinel-2-l1c"]
+    assert (job.kind, job.trigger, dict(job.trigger_args)) == ("retention", "cron", {"expr": "15 2 * * 0"})
+    assert job.func is run_retention and job.args == (settings, "sentinel-2-l1c")
+    assert [j for j in jobs if j.startswith("retention:")] == ["retention:sentinel-2-l1c"]
+    fire = job.make_trigger().get_next_fire_time(None, NOW)
+    assert (fire.weekday(), fire.hour, fire.minute) == (6, 2, 15)
 
 
 def test_reconcile_job_follows_the_setting_and_sees_every_collection(
