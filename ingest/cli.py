@@ -515,8 +515,10 @@ def retain_cmd(
 
 
 @cli.command("healthcheck")
-@click.option("--check", "checks", multiple=True, type=click.Choice(["database", "s3", "provider", "scheduler", "http"]),
-              help="Only these checks (repeatable; default: database, s3, provider, scheduler).")  # fmt: skip
+@click.option(
+    "--check", "checks", multiple=True, type=click.Choice(["database", "s3", "provider", "scheduler", "http"]),
+    help="Only these checks (repeatable; default: all but http).",
+)  # fmt: skip
 @click.option("--url", help="Also check that this URL answers 200 (a process's /readyz, the API's /healthz).")
 @click.option("--timeout", type=click.FloatRange(0.1), default=5.0, show_default=True, help="Seconds per check.")
 @click.option("--json", "as_json", is_flag=True)

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import psycopg
 
+from ingest import metrics
 from ingest.collections import CollectionSpec
 from ingest.stages.artifacts import ProviderProduct
 from ingest.state import repo
@@ -110,7 +111,12 @@ def harvest(conn: psycopg.Connection, provider: Searcher, spec: CollectionSpec) 
     """One incremental harvest of a collection: from the watermark minus the overlap, forward."""
     watermark = repo.get_watermark(conn, spec.id)
     after = watermark - spec.harvest.overlap if watermark is not None else None
-    found = discover(conn, provider, spec, published_after=after, max_new=spec.harvest.max_products)
+    try:
+        found = discover(conn, provider, spec, published_after=after, max_new=spec.harvest.max_products)
+    except Exception:
+        metrics.harvested(spec.id, ok=False)
+        raise
+    metrics.harvested(spec.id, new=len(found.new_ids))
     if found.newest_published is not None:
         repo.advance_watermark(conn, spec.id, provider.name, found.newest_published, len(found.new_ids))
     else:

@@ -1,11 +1,24 @@
-"""Logging set-up: readable lines on a terminal, one JSON object per line otherwise."""
+"""Logging set-up: readable lines on a terminal, one JSON object per line otherwise; secrets redacted.
+
+Every record passes ``REDACTOR`` before it is formatted: the configured secrets (database passwords
+and DSNs, S3 keys, provider credentials: ``register_secrets(settings)``, done when the CLI loads its
+settings) and any password written in a URL (``scheme://user:password@host``) become ``***``, in the
+message, its arguments, the extra fields and the traceback alike.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+from urllib.parse import quote, unquote, urlsplit
+
+if TYPE_CHECKING:
+    from ingest.settings import Settings
 
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -19,9 +32,74 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         doc.update({k: v for k, v in vars(record).items() if k not in _RESERVED and not k.startswith("_")})
-        if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            doc["exc"] = record.exc_text
         return json.dumps(doc, default=str)
+
+
+# scheme://user:password@ -> scheme://user:***@ (any URL, configured or not)
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)([^\s@/]+)@")
+MIN_SECRET_LEN = 4  # shorter values would turn ordinary words into *** (and are not secrets worth the name)
+
+
+class RedactSecrets(logging.Filter):
+    """Replaces configured secrets and URL passwords by ``***`` in everything a record will print."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._secrets: set[str] = set()
+
+    def add(self, values: Iterable[str | None]) -> None:
+        for value in values:
+            if value and len(value) >= MIN_SECRET_LEN:
+                # as configured, and as it shows once URL-quoted or unquoted (a DSN's password)
+                self._secrets |= {value, quote(value, safe=""), unquote(value)}
+
+    def redact(self, text: str) -> str:
+        for secret in sorted(self._secrets, key=len, reverse=True):  # a DSN before the password inside it
+            if secret in text:
+                text = text.replace(secret, "***")
+        return _URL_PASSWORD.sub(lambda m: m.group(1) + ("***" if m.group(2) != "***" else m.group(2)) + "@", text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = self.redact(message)
+        if clean != message or record.args:
+            record.msg, record.args = clean, None
+        for key, value in vars(record).items():
+            if key not in _RESERVED and isinstance(value, str):
+                setattr(record, key, self.redact(value))
+        if record.exc_info:
+            if not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        return True
+
+
+REDACTOR = RedactSecrets()
+
+
+def register_secrets(settings: Settings) -> None:
+    """Everything secret in the settings never reaches a log line."""
+    values: list[str | None] = []
+    for secret in (
+        settings.database_url,
+        settings.api_database_url,
+        settings.s3_access_key_id,
+        settings.s3_secret_access_key,
+        settings.provider_username,
+        settings.provider_password,
+    ):
+        if secret is None:
+            continue
+        value = secret.get_secret_value()
+        # a DSN's password only: the rest of it (host, port, database) is what an operator needs to read
+        values.append(urlsplit(value).password if "://" in value else value)
+    REDACTOR.add(values)
 
 
 class QuietLibraries(logging.Filter):
@@ -45,6 +123,7 @@ def setup(level: str = "INFO", *, json_lines: bool | None = None) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
     handler.addFilter(QuietLibraries())
+    handler.addFilter(REDACTOR)  # after QuietLibraries: a dropped traceback need not be redacted
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 import pystac
 
+from ingest import metrics
 from ingest.adapters import pgstac
 from ingest.adapters.s3 import ObjectStore
 from ingest.collections import CollectionSpec
@@ -28,13 +29,27 @@ from ingest.retry import RetryPolicy, decide
 from ingest.settings import Settings
 from ingest.stages import convert, describe
 from ingest.stages.acquire import Downloader, acquire
-from ingest.stages.artifacts import Provenance, ProviderProduct
+from ingest.stages.artifacts import Provenance, ProviderProduct, StorageAccess
 from ingest.stages.unpack import UnpackLimits
 from ingest.stages.upload import upload_product
 from ingest.state import repo
 from ingest.state.machine import State
 
 log = logging.getLogger(__name__)
+
+# the stage that ends in a state, and the stage a product in a state is in (where a failure happened)
+STAGE_ENDING_IN = {
+    State.DOWNLOADED: "download",
+    State.CONVERTED: "convert",
+    State.UPLOADED: "upload",
+    State.CATALOGUED: "catalogue",
+}
+STAGE_AFTER = {
+    State.CLAIMED: "download",
+    State.DOWNLOADED: "convert",
+    State.CONVERTED: "upload",
+    State.UPLOADED: "catalogue",
+}
 
 
 @dataclass(frozen=True)
@@ -115,6 +130,15 @@ class Services:
     pgstac_dsn: str
 
 
+def storage_access(settings: Settings) -> StorageAccess:
+    """What items with s3:// hrefs tell clients about the store (storage extension fields)."""
+    return StorageAccess(
+        endpoint_url=(settings.s3_public_endpoint_url or settings.s3_endpoint_url or "").rstrip("/") or None,
+        region=settings.s3_region,
+        requester_pays=settings.s3_requester_pays,
+    )
+
+
 def _provenance(item: pystac.Item, product: ProviderProduct, now: datetime) -> Provenance:
     props = item.properties
     baseline = props.get("s2:processing_baseline") or props.get("processing:version")
@@ -160,11 +184,14 @@ def process(
     work = work_dir_of(settings, row["collection"], product_id)
     state = State.CLAIMED
     item_id: str | None = None
+    stage_started = time.monotonic()
 
     def advance(new: State, message: str, details: dict[str, Any], **fields: Any) -> None:
-        nonlocal state
+        nonlocal state, stage_started
         repo.transition(conn, product_id, state, new, message=message, details=details, set_fields=fields or None)
         state = new
+        seconds, stage_started = time.monotonic() - stage_started, time.monotonic()
+        _stage_done(spec.id, product_id, STAGE_ENDING_IN[new], seconds, message, details)
         if new is not State.CATALOGUED and should_stop():
             raise _Stopping
 
@@ -183,6 +210,7 @@ def process(
             f"{got.archive_bytes} bytes, {got.files_verified} files verified",
             {"bytes": got.archive_bytes, "files": got.files_verified, "tries": got.tries, "s": round(got.seconds, 3)},
         )
+        metrics.download_retried(spec.id, got.tries - 1)
 
         item = describe.build_item(got.safe_dir, spec)
         item_id = item.id
@@ -219,7 +247,12 @@ def process(
         now = datetime.now(UTC)
         provenance = _provenance(item, product, now)
         document = describe.finalize_item(
-            item, stored=stored, cogs={c.asset_key: c for c in cogs}, provenance=provenance, now=now
+            item,
+            stored=stored,
+            cogs={c.asset_key: c for c in cogs},
+            provenance=provenance,
+            storage=storage_access(settings),
+            now=now,
         )
         _keep_created(services, document)
         pgstac.load_items(services.pgstac_dsn, [document])
@@ -229,17 +262,66 @@ def process(
     except _Stopping:
         repo.transition(conn, product_id, state, State.DISCOVERED, message=f"released in {state.value}: stopping")
         shutil.rmtree(work, ignore_errors=True)
-        log.info("%s: released in %s (stopping)", product_id, state.value)
+        stage = STAGE_AFTER.get(state, "catalogue")
+        log.info(
+            "%s: released in %s (stopping)", product_id, state.value,
+            extra=_fields(spec.id, product_id, stage, time.monotonic() - stage_started, "released"),
+        )  # fmt: skip
+        metrics.product_finished(spec.id, "released")
         return Outcome(product_id, State.DISCOVERED, None, time.monotonic() - started, released=True)
     except Exception as exc:
+        failed_in, seconds = state, time.monotonic() - stage_started
         out = record_failure(conn, product_id, state, exc, row["attempts"], product_policy(settings))
         if out.state is State.INVALID:
             _discard(services, spec, item_id, state, product_id)
             shutil.rmtree(work, ignore_errors=True)
-        log.warning("%s: %s in %s: %s", product_id, out.state.value, state.value, out.error)
+        _stage_failed(spec.id, product_id, STAGE_AFTER.get(failed_in, "catalogue"), seconds, exc, out)
         return replace(out, seconds=time.monotonic() - started)
     shutil.rmtree(work, ignore_errors=True)
+    metrics.product_finished(spec.id, "catalogued")
     return Outcome(product_id, state, None, time.monotonic() - started)
+
+
+def _fields(collection: str, product_id: str, stage: str, seconds: float, outcome: str) -> dict[str, Any]:
+    """The fields of a stage's log line (top-level keys in JSON logs)."""
+    return {
+        "product_id": product_id,
+        "collection": collection,
+        "stage": stage,
+        "seconds": round(seconds, 3),
+        "outcome": outcome,
+    }
+
+
+def _stage_done(
+    collection: str, product_id: str, stage: str, seconds: float, message: str, details: dict[str, Any]
+) -> None:
+    """One log line and the metrics of a stage that finished."""
+    moved = int(details.get("bytes") or 0)
+    metrics.stage_finished(
+        collection,
+        stage,
+        seconds,
+        downloaded=moved if stage == "download" else 0,
+        uploaded=moved if stage == "upload" else 0,
+    )
+    log.info(
+        "%s: %s ok in %.2f s: %s", product_id, stage, seconds, message,
+        extra=_fields(collection, product_id, stage, seconds, "ok"),
+    )  # fmt: skip
+
+
+def _stage_failed(
+    collection: str, product_id: str, stage: str, seconds: float, exc: BaseException, out: Outcome
+) -> None:
+    """One log line and the metrics of a stage that failed: invalid, or failed with or without a retry."""
+    outcome = "invalid" if out.state is State.INVALID else "retry" if out.next_attempt_at is not None else "failed"
+    cause = type(exc).__name__
+    metrics.product_failed(collection, stage, cause, outcome)
+    extra = {**_fields(collection, product_id, stage, seconds, outcome), "cause": cause, "error": out.error}
+    if out.next_attempt_at is not None:
+        extra["next_attempt_at"] = out.next_attempt_at.isoformat(timespec="seconds")
+    log.warning("%s: %s in %s: %s", product_id, out.state.value, stage, out.error, extra=extra)
 
 
 def _discard(services: Services, spec: CollectionSpec, item_id: str | None, state: State, product_id: str) -> None:

@@ -56,6 +56,14 @@ class Settings(BaseSettings):
     public_base_url: str | None = Field(
         default=None, description="HTTPS base that serves the bucket; assets get HTTPS hrefs when set."
     )
+    s3_public_endpoint_url: str | None = Field(
+        default=None,
+        description="S3 endpoint as clients reach it, written into items with s3:// hrefs (storage fields); "
+        "empty = INGEST_S3_ENDPOINT_URL.",
+    )
+    s3_requester_pays: bool = Field(
+        default=False, description="The bucket is requester-pays: items say so (storage:requester_pays)."
+    )
 
     # --- provider (EODAG) ---
     provider: str = Field(default="local", description="Provider name used for every collection by default.")
@@ -116,6 +124,9 @@ class Settings(BaseSettings):
         default="Copernicus Sentinel products catalogued by eo-ingest", description="Description of the landing page."
     )
     api_landing_id: str = Field(default="eo-ingest", description="Id of the landing page (catalog id).")
+    api_deletions_settle_s: float = Field(
+        default=60.0, ge=0, description="/deleted-items holds back deletions younger than this (see ingest.deletions)."
+    )
     api_cors_origins: Annotated[list[str], NoDecode] = Field(
         default=["*"], description="Origins browsers may call the API from: comma-separated, or * for any."
     )
@@ -162,6 +173,17 @@ class Settings(BaseSettings):
         if isinstance(v, str):
             v = json.loads(v) if v.lstrip().startswith("[") else [o.strip() for o in v.split(",") if o.strip()]
         return v
+
+    @field_validator("s3_public_endpoint_url")
+    @classmethod
+    def _endpoint_url(cls, v: str | None) -> str | None:
+        # written into every item: a client must be able to use it as it is
+        if not v:
+            return None
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http:// or https:// URL, got {v!r}")
+        return v.rstrip("/")
 
     def require_database_url(self) -> str:
         if self.database_url is None:

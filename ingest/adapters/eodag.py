@@ -189,6 +189,21 @@ class EodagProvider:
     def _where(self) -> str:
         return f"provider {self.name!r}" + (f" at {self.url}" if self.url else "")
 
+    def probe_url(self) -> str:
+        """The address `ingest healthcheck` asks to see the provider answer: the STAC API root, or the
+        search endpoint EODAG's configuration names for a built-in provider (no search is run)."""
+        if self.url:
+            return self.url
+        provider = self._gateway().providers[self.name]
+        for config in (getattr(provider, "search_config", None), getattr(provider, "api_config", None)):
+            endpoint = getattr(config, "api_endpoint", None)
+            if isinstance(endpoint, str) and endpoint.startswith(("http://", "https://")):
+                return endpoint
+        url = getattr(provider, "url", None)
+        if isinstance(url, str) and url:
+            return url
+        raise ConfigError(f"provider {self.name!r}: EODAG's configuration names no endpoint to check")
+
     # ------------------------------------------------------------------ search
 
     def search(

@@ -89,6 +89,27 @@ def _session_options() -> str:
     return " ".join(f"-c {k}={v}" for k, v in settings.items())
 
 
+# whether anyone holds the lock, and who (application_name is hidden from other roles: may be NULL)
+_ANY_HOLDER_SQL = """
+SELECT l.pid, a.application_name, a.backend_start
+  FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+ WHERE l.locktype = 'advisory' AND l.granted
+   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND l.classid::bigint = %s AND l.objid::bigint = %s AND l.objsubid = 1
+"""
+
+
+def current_holder(conn: psycopg.Connection, name: str) -> tuple[int, str | None] | None:
+    """(server pid, application name) of the session holding lock ``name``, None when nobody does.
+
+    For `ingest healthcheck`: asks any connection, takes nothing."""
+    classid, objid = _split_key(lock_key(name))
+    row = conn.execute(_ANY_HOLDER_SQL, [classid, objid]).fetchone()
+    if row is None:
+        return None
+    return int(row[0]), (str(row[1]) if row[1] else None)
+
+
 class LeaderLock:
     """``try_acquire`` / ``still_held`` / ``release`` of one named lock; only one holder anywhere.
 
@@ -138,6 +159,11 @@ class LeaderLock:
             with contextlib.suppress(psycopg.Error):  # already broken: nothing left to free
                 self._conn.close()
         self._conn = None
+
+    @property
+    def held(self) -> bool:
+        """True while this object believes it holds the lock (as of its last check)."""
+        return self._held
 
     @property
     def backend_pid(self) -> int | None:

@@ -32,6 +32,7 @@ from typing import Any, Literal
 import psycopg
 
 from ingest import collections as col
+from ingest import metrics
 from ingest.collections import CollectionSpec
 from ingest.daemon.leader import LeaderLock
 from ingest.errors import DatabaseUnavailable, IngestError
@@ -306,8 +307,17 @@ def run_scheduler(settings: Settings, *, stop: threading.Event | None = None, in
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
     plan = jobs_for(col.load_all(settings.collections_dir), settings)
     log.info("scheduler %s: %d job(s) planned: %s", identity(), len(plan), ", ".join(j.id for j in plan))
-    restore = _install_signals(stop) if install_signals else (lambda: None)
     lock = LeaderLock(settings.require_database_url(), LOCK_NAME, connect_timeout_s=settings.db_connect_timeout_s)
+    # --- operating (issue 8): /metrics with the site gauges, /livez, /readyz; off when INGEST_METRICS_PORT=0
+    endpoint = metrics.serve(
+        settings,
+        "scheduler",
+        live={"loop": metrics.thread_alive(threading.current_thread())},
+        ready={"database": metrics.database_check(settings)},
+    )
+    metrics.leader_gauge(lambda: lock.held)
+    # ---
+    restore = _install_signals(stop) if install_signals else (lambda: None)
     said: str | None = None  # the standby reason last logged: said once, not at every poll
     try:
         while not stop.is_set():
@@ -323,6 +333,7 @@ def run_scheduler(settings: Settings, *, stop: threading.Event | None = None, in
     finally:
         lock.release()
         restore()
+        metrics.stop(endpoint)  # issue 8
         log.info("scheduler %s: stopped", identity())
 
 

@@ -1,0 +1,89 @@
+"""Log lines: JSON off a terminal, and no configured secret in any part of a record."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from ingest import logs
+from ingest.settings import Settings
+
+DB_PASSWORD = "db-Pa55word-x1"
+API_PASSWORD = "api-Pa55word-y2"
+S3_SECRET = "s3SecretKey/abc+def"
+PROVIDER_PASSWORD = "provider-pw-z3"
+SECRETS = (DB_PASSWORD, API_PASSWORD, S3_SECRET, PROVIDER_PASSWORD, "AKIDLOCAL12345")
+
+
+def configured() -> Settings:
+    return Settings(
+        database_url=f"postgresql://ingest:{DB_PASSWORD}@db.example:5432/ingest",
+        api_database_url=f"postgresql://reader:{API_PASSWORD}@db.example:5432/ingest",
+        s3_access_key_id="AKIDLOCAL12345",
+        s3_secret_access_key=S3_SECRET,
+        provider_username="someone@example.org",
+        provider_password=PROVIDER_PASSWORD,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+
+
+@contextmanager
+def logging_to_stderr(json_lines: bool, settings: Settings | None = None) -> Iterator[None]:
+    """The CLI's set-up, in the test's own body (where capsys has replaced sys.stderr)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    logs.setup("INFO", json_lines=json_lines)
+    if settings is not None:
+        logs.register_secrets(settings)
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+def lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
+    err = capsys.readouterr().err
+    return [json.loads(line) for line in err.splitlines() if line.strip()]
+
+
+def test_secrets_are_redacted_in_message_arguments_extras_and_tracebacks(capsys: pytest.CaptureFixture[str]) -> None:
+    settings = configured()
+    dsn = settings.require_database_url()
+    log = logging.getLogger("ingest.test")
+    with logging_to_stderr(json_lines=True, settings=settings):
+        log.info("connecting to %s", dsn)
+        log.warning(f"S3 said: bad signature for {S3_SECRET}")
+        log.info("login", extra={"detail": f"user someone@example.org password {PROVIDER_PASSWORD}"})
+        try:
+            raise RuntimeError(f"cannot connect: {dsn} and {API_PASSWORD}")
+        except RuntimeError:
+            log.exception("failed")
+        logging.getLogger("some.library").error("url http://u:%s@host/x", "not-configured-pw")
+    out = lines(capsys)
+    assert len(out) == 5
+    text = json.dumps(out)
+    for secret in SECRETS:
+        assert secret not in text, secret
+    assert out[0]["msg"] == "connecting to postgresql://ingest:***@db.example:5432/ingest"  # still says where
+    assert "***" in str(out[2]["detail"]) and "RuntimeError" in str(out[3]["exc"])
+    assert out[4]["msg"] == "url http://u:***@host/x"  # any password in a URL, configured or not
+
+
+def test_ordinary_words_are_left_alone(capsys: pytest.CaptureFixture[str]) -> None:
+    with logging_to_stderr(json_lines=True, settings=configured()):
+        logging.getLogger("ingest.test").info("harvest sentinel-2-l2a: 3 new", extra={"collection": "sentinel-2-l2a"})
+    (doc,) = lines(capsys)
+    assert doc["msg"] == "harvest sentinel-2-l2a: 3 new" and doc["collection"] == "sentinel-2-l2a"
+    assert {"ts", "level", "logger", "msg"} <= doc.keys() and doc["level"] == "info"
+
+
+def test_text_format_on_a_terminal_is_not_json(capsys: pytest.CaptureFixture[str]) -> None:
+    with logging_to_stderr(json_lines=False):
+        logging.getLogger("ingest.test").info("readable %s", "line")
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("INFO    ingest.test: readable line") and not err.startswith("{")
