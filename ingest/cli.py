@@ -471,6 +471,7 @@ def retain_cmd(
             raise IngestError(f"{collection}: retention is not enabled (retention.enabled in {specs[0].path})")
     reports: list[dict[str, Any]] = []
     failed: list[str] = []
+    refused: list[Any] = []
     with connect(c.settings) as conn:
         for spec in specs:
             plan = retention.plan(conn, spec)
@@ -495,8 +496,7 @@ def retain_cmd(
                     batch_size=c.settings.retention_batch_size,
                 )
             except retention.RetentionRefused as exc:
-                failed.append(exc.message)
-                click.echo(exc.message, err=True)
+                refused.append(exc)  # the other collections still run
                 continue
             if as_json:
                 reports[-1]["done"] = report.to_dict()
@@ -512,6 +512,10 @@ def retain_cmd(
         _echo_json({"collections": reports})
     if failed:
         raise IngestError(f"retention left work undone ({len(failed)}): {failed[0]}; run it again once fixed")
+    if refused:
+        for other in refused[1:]:
+            click.echo(f"error: {other.message}", err=True)
+        raise refused[0]
 
 
 @cli.command("healthcheck")

@@ -5,8 +5,8 @@ state the next run finishes and never one a reader can trip on:
 
 1. retire: the products move to ``retired`` (event + a ``retirements`` row each), in one
    transaction per batch. Their items and objects are still there and still consistent.
-2. items: deleted from pgstac, and the retirement rows marked, in the same transaction per batch;
-   the collection's extent is recomputed. From here on nothing points at the objects.
+2. items: deleted from pgstac, the retirement rows marked and the collection's extent recomputed,
+   all in one transaction. From here on nothing points at the objects.
 3. objects: deleted under the item's own prefix, then the rows marked. A crash before the mark
    just deletes again (nothing there) on the next run.
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -165,6 +166,7 @@ class Report:
     bytes: int = 0
     finished_earlier: int = 0  # retirements of an earlier run completed by this one
     errors: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # per phase: retire, items, objects
 
     def to_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -191,11 +193,13 @@ def enforce(
     earlier = {p.product_id for p in rt.pending(conn, c)}
     report.finished_earlier = len(earlier)
     chosen = [(m.product_id, reason_for(m, the_plan.policy, the_plan.cutoff), m.bytes) for m in the_plan.remove]
+    started = time.perf_counter()
     for start in range(0, len(chosen), batch_size):
         moved = rt.retire(conn, c, report.run_id, chosen[start : start + batch_size])
         report.retired += len(moved)
         log.info("retention %s: %d products retired (%d of %d)", c, len(moved), report.retired, len(chosen))
     report.bytes = the_plan.bytes
+    report.seconds["retire"] = time.perf_counter() - started
     finish(conn, c, pgstac_dsn=pgstac_dsn, store=store, report=report, batch_size=batch_size)
     log.info(
         "retention %s: run %s retired %d products, deleted %d items and %d objects (%d bytes); %d left by an earlier"
@@ -222,20 +226,24 @@ def finish(
     batch_size: int = 1000,
 ) -> None:
     """Delete the items, then the objects, of every retirement of the collection still pending."""
+    started = time.perf_counter()
     todo = rt.pending(conn, collection)
-    unlisted = [p.item_id for p in todo if not p.item_deleted]
-    if unlisted:
+    product_of = {p.item_id: p.product_id for p in todo if not p.item_deleted}
+    if product_of:
 
         def record(tx: psycopg.Connection, ids: list[str]) -> None:
-            rt.mark_items_deleted(tx, collection, ids)
-            log.info("retention %s: %d items deleted from pgstac", collection, len(ids))
+            rt.mark_items_deleted(tx, [product_of[i] for i in ids])
 
-        report.items_deleted += pgstac.delete_items(
-            pgstac_dsn, collection, unlisted, batch_size=batch_size, on_deleted=record
-        )
-    with_objects = [p for p in todo if not p.objects_deleted]
-    for start in range(0, len(with_objects), batch_size):
-        _delete_objects(conn, collection, with_objects[start : start + batch_size], store, report)
+        ids = list(product_of)
+        deleted = pgstac.delete_items(pgstac_dsn, collection, ids, batch_size=batch_size, on_deleted=record)
+        report.items_deleted += deleted
+        log.info("retention %s: %d items deleted from pgstac, extent refreshed", collection, deleted)
+        todo = rt.pending(conn, collection)  # those without objects are done now
+    report.seconds["items"] = time.perf_counter() - started
+    started = time.perf_counter()
+    for start in range(0, len(todo), batch_size):
+        _delete_objects(conn, collection, todo[start : start + batch_size], store, report)
+    report.seconds["objects"] = time.perf_counter() - started
 
 
 def _delete_objects(

@@ -39,6 +39,7 @@ from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
 from stac_fastapi.pgstac.models.extensions import Extensions
 
 from ingest import logs
+from ingest.deletions import add_deleted_items
 from ingest.errors import ConfigError
 from ingest.reader import check_serving_role, inspect_role
 from ingest.settings import Settings, load_settings, redact_dsn
@@ -153,6 +154,7 @@ def build_app(settings: Settings) -> FastAPI:
     api.client.landing_page_id = settings.api_landing_id
     app: FastAPI = api.app
     _add_healthz(app)
+    add_deleted_items(app, settle_s=settings.api_deletions_settle_s)
     return app
 
 

@@ -1,4 +1,4 @@
-"""ingest schema: retirements (crash-safe retention, deleted-items listing)
+"""ingest schema: retirements (crash-safe retention, deleted-items listing), products by item id
 
 Revision ID: 0003
 Revises: 0002
@@ -68,6 +68,8 @@ def upgrade() -> None:
         schema=SCHEMA,
         postgresql_where=sa.text("item_deleted_at IS NULL OR objects_deleted_at IS NULL"),
     )
+    # retention joins the catalogue's items to their products by item id
+    op.create_index("products_collection_item_idx", "products", ["collection", "item_id"], schema=SCHEMA)
     op.execute(
         f"DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{READ_ROLE}') THEN"
         f" GRANT USAGE ON SCHEMA {SCHEMA} TO {READ_ROLE};"
@@ -76,6 +78,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("products_collection_item_idx", table_name="products", schema=SCHEMA)
     op.drop_table("retirements", schema=SCHEMA)
     op.execute(
         f"DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{READ_ROLE}') THEN"

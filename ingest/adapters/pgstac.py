@@ -333,25 +333,26 @@ def delete_items(
 ) -> int:
     """Delete items of one collection by id (unknown ids are ignored); returns how many were deleted.
 
-    ``on_deleted(conn, ids)`` runs in each batch's transaction, after its delete: a caller's record of
-    the deletion (same database) commits with it or not at all.
+    One transaction, extent refresh included: a crash removes nothing, and no reader ever sees the
+    items gone with the old extent. ``on_deleted(conn, ids)`` runs after each batch's delete in that
+    transaction, so a caller's record of the deletion (same database) commits with it or not at all.
     """
     if not item_ids:
         return 0
     deleted = 0
     with pgstac_db(dsn) as db:
         conn = db.connect()
-        for start in range(0, len(item_ids), batch_size):
-            batch = list(item_ids[start : start + batch_size])
-            with conn.transaction():
+        with conn.transaction():
+            for start in range(0, len(item_ids), batch_size):
+                batch = list(item_ids[start : start + batch_size])
                 cur = conn.execute(
                     "DELETE FROM pgstac.items WHERE collection = %s AND id = ANY(%s)", [collection_id, batch]
                 )
                 deleted += cur.rowcount
                 if on_deleted is not None:
                     on_deleted(conn, batch)
-        if deleted:
-            _refresh_extent(conn, collection_id)
+            if deleted:
+                _refresh_extent(conn, collection_id)
     return deleted
 
 

@@ -16,29 +16,36 @@ import psycopg
 from ingest.state.machine import State, can_transition
 from ingest.state.repo import WORKER
 
-# Selected by the policy: too old (anchored before the cutoff) or outside the area. The N most recent
-# catalogued items (by the anchor) are returned too, flagged, so the caller can say what they saved.
+# The anchor of an item's age: its sensing time (pgstac's indexed datetime column) or its ``created``
+# property (first catalogued; an item without one never counts as old).
+_ANCHOR = {
+    "sensing": "i.datetime",
+    "ingestion": "(i.content -> 'properties' ->> 'created')::timestamptz",
+}
+# Selected by the policy: too old (anchored before the cutoff) or outside the area; catalogued
+# products of ours only. Candidates come from the items first (the datetime index serves a sensing
+# cutoff), the keep_latest newest owned items by an ordered LIMIT, so the cost follows what is
+# selected rather than the collection's size. Kept matches are returned too, flagged.
 _MATCHES = """
-WITH owned AS (
-    SELECT p.id AS product_id, p.item_id, p.s3_prefix,
-           CASE WHEN %(anchor)s = 'sensing' THEN i.datetime
-                ELSE coalesce((i.content -> 'properties' ->> 'created')::timestamptz, p.updated_at) END AS anchored,
-           CASE WHEN %(area)s::text IS NULL THEN false
-                ELSE NOT st_intersects(i.geometry, st_setsrid(st_geomfromgeojson(%(area)s::text), 4326)) END
-               AS outside
-    FROM ingest.products p
-    JOIN pgstac.items i ON i.collection = p.collection AND i.id = p.item_id
-    WHERE p.collection = %(collection)s AND p.state = 'catalogued'
-), ranked AS (
-    SELECT *, row_number() OVER (ORDER BY anchored DESC, item_id DESC) AS recency FROM owned
+WITH cand AS (
+    SELECT i.id AS item_id, {anchor} AS anchored, {outside} AS outside,
+           (SELECT coalesce(sum((a ->> 'file:size')::bigint), 0)::bigint
+              FROM jsonb_each(i.content -> 'assets') AS e(k, a)
+             WHERE jsonb_typeof(a -> 'file:size') = 'number') AS bytes
+    FROM pgstac.items i
+    WHERE i.collection = %(collection)s AND ({selected})
+), keep AS (
+    SELECT i.id AS item_id FROM pgstac.items i
+    JOIN ingest.products p ON p.collection = i.collection AND p.item_id = i.id AND p.state = 'catalogued'
+    WHERE i.collection = %(collection)s AND {anchor} IS NOT NULL
+    ORDER BY {anchor} DESC, i.id DESC
+    LIMIT %(keep)s
 )
-SELECT r.product_id, r.item_id, r.s3_prefix, r.anchored, r.outside, r.recency <= %(keep)s AS kept,
-       (SELECT coalesce(sum((a ->> 'file:size')::bigint), 0) FROM jsonb_each(i.content -> 'assets') AS e(k, a)
-         WHERE jsonb_typeof(a -> 'file:size') = 'number') AS bytes
-FROM ranked r
-JOIN pgstac.items i ON i.collection = %(collection)s AND i.id = r.item_id
-WHERE (%(cutoff)s::timestamptz IS NOT NULL AND r.anchored < %(cutoff)s::timestamptz) OR r.outside
-ORDER BY r.anchored, r.item_id
+SELECT p.id, c.item_id, p.s3_prefix, c.anchored, c.outside, k.item_id IS NOT NULL, c.bytes
+FROM cand c
+JOIN ingest.products p ON p.collection = %(collection)s AND p.item_id = c.item_id AND p.state = 'catalogued'
+LEFT JOIN keep k ON k.item_id = c.item_id
+ORDER BY c.anchored, c.item_id
 """
 
 
@@ -71,8 +78,15 @@ def matches(
     area: str | None,
     keep_latest: int,
 ) -> list[Match]:
-    params = {"collection": collection, "anchor": anchor, "cutoff": cutoff, "area": area, "keep": keep_latest}
-    return [Match(*row) for row in conn.execute(_MATCHES, params).fetchall()]
+    params = {"collection": collection, "cutoff": cutoff, "area": area, "keep": keep_latest}
+    outside = "NOT st_intersects(i.geometry, st_setsrid(st_geomfromgeojson(%(area)s::text), 4326))"
+    rules = ([f"{_ANCHOR[anchor]} < %(cutoff)s::timestamptz"] if cutoff is not None else []) + (
+        [outside] if area is not None else []
+    )
+    if not rules:
+        return []
+    query = _MATCHES.format(anchor=_ANCHOR[anchor], outside=outside if area else "false", selected=" OR ".join(rules))
+    return [Match(*row) for row in conn.execute(query, params).fetchall()]
 
 
 def item_count(conn: psycopg.Connection, collection: str) -> int:
@@ -122,12 +136,15 @@ def pending(conn: psycopg.Connection, collection: str) -> list[Pending]:
     return [Pending(*row) for row in rows]
 
 
-def mark_items_deleted(conn: psycopg.Connection, collection: str, item_ids: Sequence[str]) -> None:
-    """Runs in the transaction that deleted the items from pgstac (see pgstac.delete_items)."""
+def mark_items_deleted(conn: psycopg.Connection, product_ids: Sequence[str]) -> None:
+    """Runs in the transaction that deleted the items from pgstac (see pgstac.delete_items). A product
+    that never stored objects (no prefix recorded) is done with it."""
     conn.execute(
-        "UPDATE ingest.retirements SET item_deleted_at = now(), last_error = NULL"
-        " WHERE collection = %s AND item_id = ANY(%s) AND item_deleted_at IS NULL",
-        [collection, list(item_ids)],
+        "UPDATE ingest.retirements SET item_deleted_at = now(), last_error = NULL,"
+        " objects_deleted_at = CASE WHEN s3_prefix IS NULL THEN now() END,"
+        " objects_deleted = CASE WHEN s3_prefix IS NULL THEN 0 END"
+        " WHERE product_id = ANY(%s) AND item_deleted_at IS NULL",
+        [list(product_ids)],
     )
 
 

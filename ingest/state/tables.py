@@ -52,6 +52,7 @@ products = Table(
 Index("products_collection_state_idx", products.c.collection, products.c.state)
 Index("products_state_next_attempt_idx", products.c.state, products.c.next_attempt_at)
 Index("products_collection_published_idx", products.c.collection, products.c.published_at)
+Index("products_collection_item_idx", products.c.collection, products.c.item_id)
 
 events = Table(
     "events",
