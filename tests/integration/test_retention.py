@@ -328,3 +328,26 @@ def test_policy_and_deleted_items_through_the_stac_api(world: World, stack: Stac
         with psycopg.connect(world.dsn, autocommit=True) as conn:
             conn.execute(f"DROP OWNED BY {role}")
             conn.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+def test_objects_recorded_outside_the_store_prefix_are_never_deleted(world: World, stack: Stack) -> None:
+    removed, kept = oldest_four(world)
+    bucket = world.settings.s3_bucket
+    keys_before = {i: keys_of(item, bucket) for i, item in items(world).items()}
+    moved = sorted(removed)[0]
+    # as if the product had been stored under another prefix (settings changed since): not ours to delete
+    world.conn.execute(
+        "UPDATE ingest.products SET s3_prefix = %s WHERE item_id = %s", [f"s3://{bucket}/elsewhere/{moved}/", moved]
+    )
+    done = retain(world, stack, {"max_age": "15d"}, "--yes")
+    assert done.returncode == 70, done.stderr
+    product_id = product_of_item(world)[moved]
+    assert f"{product_id}: objects at s3://{bucket}/elsewhere/{moved}/ are not this store's prefix" in done.stderr
+    assert set(items(world)) == kept  # every item went, the refused one's too
+    assert keys_before[moved] <= all_keys(world)  # its objects stayed
+    for iid in removed - {moved}:
+        assert not keys_before[iid] & all_keys(world)
+    row = world.conn.execute(
+        "SELECT objects_deleted_at, last_error FROM ingest.retirements WHERE item_id = %s", [moved]
+    ).fetchone()
+    assert row is not None and row[0] is None and "left in place" in row[1]
