@@ -249,13 +249,9 @@ def in_chunk(product: ProviderProduct, start: datetime, end: datetime) -> bool:
     return product.sensing is None or start <= product.sensing < end
 
 
-def wants_ingest(state: str | None, retry_due: bool) -> bool:
-    """Not yet catalogued and nobody's business yet: new, discovered, or failed with its retry due.
-
-    Invalid products stay out (terminal until an operator forces them), and so do products in
-    flight (a worker holds them) and retired ones (retention removed them on purpose).
-    """
-    return state is None or state == State.DISCOVERED or (state == State.FAILED and retry_due)
+def wants_ingest(state: str | None, due: bool) -> bool:
+    """Unknown to us, or due for processing (``repo.states_of`` says which, by ``repo``'s one rule)."""
+    return state is None or due
 
 
 # ----------------------------------------------------------------------------- the chunk table
@@ -345,15 +341,6 @@ def prepare(conn: psycopg.Connection, request: Request, *, write: bool = True) -
             "backfill %s was started with other chunks: keeping the %d of its first run", request.id, len(stored)
         )
     return Plan(request.id, stored)
-
-
-def _states(conn: psycopg.Connection, ids: Sequence[str]) -> dict[str, tuple[str, bool]]:
-    """id -> (state, retry due now) for the ids already known."""
-    rows = conn.execute(
-        "SELECT id, state, coalesce(next_attempt_at <= now(), false) FROM ingest.products WHERE id = ANY(%s)",
-        [list(ids)],
-    ).fetchall()
-    return {r[0]: (r[1], bool(r[2])) for r in rows}
 
 
 def _area_sql(area: Area) -> tuple[str, list[Any]]:
@@ -455,7 +442,7 @@ def run_chunk(conn: psycopg.Connection, provider: Searcher, queue: Enqueuer, req
         new += len(repo.insert_discovered(conn, [to_discovered(request.spec, p) for p in page]))
         conn.commit()  # each page recorded as soon as it is read: an interrupt loses at most one page
         ids.update(dict.fromkeys(p.id for p in page))
-    states = _states(conn, list(ids))
+    states = repo.states_of(conn, list(ids))
     conn.commit()
     due = [i for i in ids if wants_ingest(*states.get(i, (None, False)))]
     chunk.found, chunk.enqueued = len(ids), queue.enqueue(due)
@@ -608,7 +595,7 @@ def dry_run(conn: psycopg.Connection, provider: Searcher, request: Request, plan
     for chunk in plan.pending:
         for page in _search_chunk(provider, request, chunk):
             found.update((p.id, p) for p in page if p.id not in found)
-    states = _states(conn, list(found))
+    states = repo.states_of(conn, list(found))
     report = DryRun(plan, [])
     for pid, product in found.items():
         state, due = states.get(pid, (None, False))

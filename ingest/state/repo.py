@@ -200,22 +200,29 @@ def claim(
         return row
 
 
-def due_products(conn: psycopg.Connection, collection: str, *, limit: int) -> list[str]:
-    """Products of a collection ready to be processed now: discovered, or failed with a retry that is due.
+# Due for processing: discovered, or failed with its retry due. Invalid products stay out (terminal
+# until an operator forces them), and so do products in flight (a worker holds them) and retired ones
+# (retention removed them on purpose). The one definition, for harvests and backfills alike.
+_DUE = "(state = 'discovered' OR (state = 'failed' AND next_attempt_at <= now()))"
 
-    Oldest publication first, so a backlog drains in the order the provider published it.
-    """
+
+def due_products(conn: psycopg.Connection, collection: str, *, limit: int) -> list[str]:
+    """Products of a collection due for processing now, oldest publication first (a backlog drains
+    in the order the provider published it)."""
     rows = conn.execute(
-        """
-        SELECT id FROM ingest.products
-         WHERE collection = %s
-           AND (state = 'discovered' OR (state = 'failed' AND next_attempt_at <= now()))
-         ORDER BY published_at NULLS LAST, id
-         LIMIT %s
-        """,
+        f"SELECT id FROM ingest.products WHERE collection = %s AND {_DUE}"
+        " ORDER BY published_at NULLS LAST, id LIMIT %s",
         [collection, limit],
     ).fetchall()
     return [r[0] for r in rows]
+
+
+def states_of(conn: psycopg.Connection, ids: Sequence[str]) -> dict[str, tuple[str, bool]]:
+    """id -> (state, due for processing now) for the ids already known."""
+    rows = conn.execute(
+        f"SELECT id, state, coalesce({_DUE}, false) FROM ingest.products WHERE id = ANY(%s)", [list(ids)]
+    ).fetchall()
+    return {r[0]: (r[1], bool(r[2])) for r in rows}
 
 
 def in_flight_since(conn: psycopg.Connection, older_than_s: float, *, limit: int) -> list[tuple[str, State, datetime]]:

@@ -87,3 +87,25 @@ def test_watermark_only_moves_forward(stack: Stack) -> None:
         assert repo.get_watermark(conn, coll) == t0
         repo.advance_watermark(conn, coll, "local", t0 + timedelta(hours=1), 2)
         assert repo.get_watermark(conn, coll) == t0 + timedelta(hours=1)
+
+
+def test_harvest_and_backfill_share_one_definition_of_due(stack: Stack) -> None:
+    ids = {name: f"T_{name}_{uuid.uuid4().hex[:8]}" for name in ("new", "due", "later", "invalid", "claimed", "done")}
+    now = datetime.now(UTC)
+    with psycopg.connect(stack.dsn, autocommit=True) as conn:
+        repo.insert_discovered(conn, [_p(i) for i in ids.values()])
+        for name, retry_at in (("due", now - timedelta(seconds=1)), ("later", now + timedelta(hours=1))):
+            repo.transition(conn, ids[name], State.DISCOVERED, State.CLAIMED)
+            repo.transition(conn, ids[name], State.CLAIMED, State.FAILED, set_fields={"next_attempt_at": retry_at})
+        repo.transition(conn, ids["invalid"], State.DISCOVERED, State.CLAIMED)
+        repo.transition(conn, ids["invalid"], State.CLAIMED, State.INVALID)
+        repo.transition(conn, ids["claimed"], State.DISCOVERED, State.CLAIMED)
+        for step in (State.CLAIMED, State.DOWNLOADED, State.CONVERTED, State.UPLOADED, State.CATALOGUED):
+            current = repo.get_product(conn, ids["done"])
+            assert current is not None
+            repo.transition(conn, ids["done"], State(current["state"]), step)
+        states = repo.states_of(conn, [*ids.values(), "T_unknown"])
+        due = {name for name, pid in ids.items() if states[pid][1]}
+        assert due == {"new", "due"} and "T_unknown" not in states
+        listed = set(repo.due_products(conn, "sentinel-2-l2a", limit=100_000))
+        assert {name for name, pid in ids.items() if pid in listed} == due
