@@ -16,7 +16,7 @@ from typing import Any
 
 from jsonschema import Draft7Validator
 from referencing import Registry, Resource
-from referencing.exceptions import NoSuchResource
+from referencing.exceptions import NoSuchResource, Unresolvable
 
 from ingest.errors import IngestError
 
@@ -84,8 +84,8 @@ def _validate(doc: dict[str, Any], *, source: str) -> ValidationReport:
             continue
         try:
             errors = sorted(_validator(uri).iter_errors(doc), key=lambda e: list(e.absolute_path))
-        except NoSuchResource as exc:  # a schema that $refs one we lack
-            report.not_checked.append(f"{uri} (needs {exc.ref})")
+        except (NoSuchResource, Unresolvable) as exc:  # a schema that $refs one we lack (storage v2.0.0)
+            report.not_checked.append(f"{uri} (needs {getattr(exc, 'ref', '?')})")
             continue
         if errors:
             err = errors[0]

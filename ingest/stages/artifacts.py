@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +24,16 @@ class ProviderProduct:
     published: datetime | None
     sensing: datetime | None
     geometry: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ArchiveStream:
+    """A product archive arriving over the network: its bytes in order, and the announced length.
+
+    Iterating may raise IngestErrors (an interrupted transfer is a TransientProductError)."""
+
+    chunks: Iterable[bytes]
+    size: int | None  # Content-Length, when the provider sent one
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,21 @@ class StoredObject:
     checksum: str  # STAC file:checksum multihash (sha2-256)
     media_type: str
     uploaded: bool = True  # False when an identical object was already there
+
+
+@dataclass(frozen=True)
+class StorageAccess:
+    """How a client reaches the objects behind ``s3://`` hrefs: written into items as storage extension
+    fields when assets have no public (HTTPS) href."""
+
+    endpoint_url: str | None  # the store's S3 endpoint as clients reach it; None for AWS S3 itself
+    region: str
+    requester_pays: bool = False
+
+    @property
+    def platform(self) -> str:
+        """``storage:platform`` (storage extension v1.0.0): AWS, or OTHER for any S3-compatible store."""
+        return "OTHER" if self.endpoint_url else "AWS"
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,16 @@ is the href and the s3 form is kept as ``alternate.s3.href`` - the layout of the
 extension, whose schema we do not ship, so its URL is not declared (declaring it would make the
 validator report it as not checked; core STAC allows the extra field, stac-pydantic too).
 
+Without a public base URL every href is ``s3://`` and each asset says how to read it (``StorageAccess``,
+from the settings): storage extension v1.0.0 ``storage:platform`` (``AWS``, or ``OTHER`` for MinIO, Ceph,
+...), ``storage:region``, ``storage:requester_pays``, and ``ingest:s3_endpoint`` (the endpoint URL clients
+use; absent for AWS). Why v1.0.0 and not v2.0.0, which has an endpoint field (``storage:schemes`` /
+``platform`` URI template, ``storage:refs`` on assets): v2's schema ``$ref``s ``./platforms/*.json``,
+which are not among the shipped schemas, so it cannot be validated offline (jsonschema cannot even
+resolve it); v1.0.0 is complete, so every item is checked against it. v1.0.0 has no endpoint field,
+hence ours, in our own namespace rather than an invented ``storage:`` name. With https hrefs none of
+these fields is written (they would describe the https href, which needs none of them).
+
 Links: stactools' (licence, technical guide) are kept; a relative ``collection`` link
 (``../collection.json``) is added because the item schema requires one once ``collection`` is set.
 stac-fastapi-pgstac replaces stored self/parent/collection/root links with its own, so it never
@@ -46,8 +56,10 @@ Fields set on the final item:
   with their versions), ``ingest:upstream_id``, ``ingest:provider``, ``ingest:processing_baseline``,
   ``ingest:upstream_checksum``, ``ingest:ingested_at`` and ``ingest:<key>`` for ``Provenance.extra``
   (fields whose value is None are left out). S2's ``s2:processing_baseline`` stays as stactools set it.
-* extensions: file v2.1.0, processing v1.2.0, raster v1.1.0 and projection v2.0.0 when used - all of
-  them schemas shipped in ``ingest/schemas``, so validation checks them.
+* assets with ``s3://`` hrefs: ``storage:platform``, ``storage:region``, ``storage:requester_pays`` and
+  ``ingest:s3_endpoint`` (see Hrefs above).
+* extensions: file v2.1.0, processing v1.2.0, raster v1.1.0, projection v2.0.0 and storage v1.0.0 when
+  used - all of them schemas shipped in ``ingest/schemas``, so validation checks them.
 
 What stactools gets wrong, and what we do:
 
@@ -86,7 +98,7 @@ import pystac
 from ingest.collections import CollectionSpec
 from ingest.errors import ConfigError, IngestError, InvalidProduct
 from ingest.stac_validation import validate_item
-from ingest.stages.artifacts import CogResult, CogSource, MetadataFile, Provenance, StoredObject
+from ingest.stages.artifacts import CogResult, CogSource, MetadataFile, Provenance, StorageAccess, StoredObject
 from ingest.stages.checksums import to_multihash
 from ingest.stages.upload import COG_MEDIA_TYPE
 
@@ -96,6 +108,8 @@ FILE_EXT = "https://stac-extensions.github.io/file/v2.1.0/schema.json"
 RASTER_EXT = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
 PROJECTION_EXT = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
 PROCESSING_EXT = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
+STORAGE_EXT = "https://stac-extensions.github.io/storage/v1.0.0/schema.json"
+ENDPOINT_FIELD = "ingest:s3_endpoint"  # the storage extension v1.0.0 has no endpoint field (module docstring)
 GEOTIFF_MEDIA_TYPE = "image/tiff; application=geotiff"
 SOFTWARE = "eo-ingest"
 
@@ -286,9 +300,11 @@ def finalize_item(
     stored: Mapping[str, StoredObject],
     cogs: Mapping[str, CogResult],
     provenance: Provenance,
+    storage: StorageAccess,
     now: datetime,
 ) -> dict[str, Any]:
-    """The item to load: stored assets only, hrefs in the store, file/raster/projection/provenance fields.
+    """The item to load: stored assets only, hrefs in the store, file/raster/projection/provenance fields,
+    and the storage fields of ``storage`` on every asset whose href is ``s3://``.
 
     ``item`` is not changed. Raises InvalidStac (naming the item) when the result fails offline
     validation, IngestError when ``stored``/``cogs`` do not fit the item (a pipeline fault).
@@ -299,7 +315,7 @@ def finalize_item(
     # schemas (and any consumer of the dict) see as non-arrays; JSON is what is loaded anyway
     doc: dict[str, Any] = json.loads(json.dumps(item.to_dict(include_self_link=False, transform_hrefs=False)))
     _check_keys(doc, stored, cogs)
-    doc["assets"] = _final_assets(doc, stored, cogs)
+    doc["assets"] = _final_assets(doc, stored, cogs, storage)
     doc["links"] = [link for link in doc.get("links", []) if _is_remote(str(link.get("href", "")))]
     _ensure_collection_link(doc)
     _drop_stale_item_grid(doc["properties"], [doc["assets"][k] for k in cogs if k in doc["assets"]])
@@ -327,7 +343,7 @@ def _check_keys(doc: dict[str, Any], stored: Mapping[str, StoredObject], cogs: M
 
 
 def _final_assets(
-    doc: dict[str, Any], stored: Mapping[str, StoredObject], cogs: Mapping[str, CogResult]
+    doc: dict[str, Any], stored: Mapping[str, StoredObject], cogs: Mapping[str, CogResult], storage: StorageAccess
 ) -> dict[str, dict[str, Any]]:
     item_id, item_code = doc["id"], doc["properties"].get("proj:code")
     kept: dict[str, dict[str, Any]] = {}
@@ -340,7 +356,7 @@ def _final_assets(
             _check_same_bytes(item_id, key, obj, cog)
             _describe_cog(asset, cog, item_code)
         asset["type"] = COG_MEDIA_TYPE if cog is not None else obj.media_type
-        _point_at(asset, obj)
+        _point_at(asset, obj, storage)
         kept[key] = asset
     dropped = sorted(set(doc["assets"]) - set(kept))
     if dropped:
@@ -356,10 +372,16 @@ def _check_same_bytes(item_id: str, key: str, obj: StoredObject, cog: CogResult)
         raise IngestError(f"item {item_id}: stored object for {key} is not the converted COG (size or sha256 differ)")
 
 
-def _point_at(asset: dict[str, Any], obj: StoredObject) -> None:
+def _point_at(asset: dict[str, Any], obj: StoredObject, storage: StorageAccess) -> None:
     asset["href"] = obj.public_href or obj.href
     if obj.public_href:
         asset["alternate"] = {"s3": {"href": obj.href}}  # alternate-assets layout (module docstring)
+    else:  # an s3:// href: what a client needs to read it (module docstring)
+        asset["storage:platform"] = storage.platform
+        asset["storage:region"] = storage.region
+        asset["storage:requester_pays"] = storage.requester_pays
+        if storage.endpoint_url:
+            asset[ENDPOINT_FIELD] = storage.endpoint_url
     asset["file:size"] = obj.size
     asset["file:checksum"] = obj.checksum
 
@@ -471,6 +493,8 @@ def _declare_extensions(doc: dict[str, Any]) -> None:
         wanted.append(RASTER_EXT)
     if any(f.startswith("proj:") for f in fields):
         wanted.append(PROJECTION_EXT)
+    if any(f.startswith("storage:") for f in fields):
+        wanted.append(STORAGE_EXT)
     extensions = list(doc.get("stac_extensions") or [])
     doc["stac_extensions"] = extensions + [uri for uri in wanted if uri not in extensions]
 

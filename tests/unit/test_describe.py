@@ -33,7 +33,7 @@ from ingest.devtools import generator as gen
 from ingest.errors import ConfigError, IngestError, InvalidProduct
 from ingest.stac_validation import InvalidStac, has_schema, validate_item
 from ingest.stages import describe
-from ingest.stages.artifacts import CogResult, MetadataFile, Provenance, StoredObject
+from ingest.stages.artifacts import CogResult, MetadataFile, Provenance, StorageAccess, StoredObject
 from ingest.stages.checksums import to_multihash
 from ingest.stages.upload import COG_MEDIA_TYPE, plan_upload
 
@@ -71,6 +71,7 @@ NOW_TEXT = "2026-11-20T12:00:00Z"
 PUBLIC_BASE = "https://data.example.org/eo"
 STORE = ObjectStore(bucket="eo-catalogue", prefix="ingest", public_base_url=PUBLIC_BASE)
 PRIVATE_STORE = ObjectStore(bucket="eo-catalogue", prefix="ingest")
+STORAGE = StorageAccess(endpoint_url="https://s3.example.org", region="eu-central-1")
 ADDED_EXTENSIONS = [describe.FILE_EXT, describe.PROCESSING_EXT, describe.RASTER_EXT, describe.PROJECTION_EXT]
 S1_LINES, S1_SAMPLES = 60, 80
 
@@ -166,10 +167,12 @@ def finalize(
     cogs: dict[str, CogResult],
     *,
     store: ObjectStore = STORE,
+    storage: StorageAccess = STORAGE,
     upstream_id: str = "upstream",
 ) -> tuple[dict[str, Any], dict[str, StoredObject]]:
     stored = store_objects(store, item, cogs, describe.metadata_files(item))
-    doc = describe.finalize_item(item, stored=stored, cogs=cogs, provenance=provenance(item, upstream_id), now=NOW)
+    prov = provenance(item, upstream_id)
+    doc = describe.finalize_item(item, stored=stored, cogs=cogs, provenance=prov, storage=storage, now=NOW)
     return doc, stored
 
 
@@ -441,12 +444,80 @@ def test_finalize_without_public_url_uses_s3_hrefs(products: dict[str, Path]) ->
     assert "ingest:processing_baseline" in doc["properties"] and doc["properties"]["processing:level"] == "L1C"
 
 
+STORAGE_FIELDS = ("storage:platform", "storage:region", "storage:requester_pays", describe.ENDPOINT_FIELD)
+
+
+def test_s3_hrefs_carry_the_storage_fields_a_client_needs(products: dict[str, Path]) -> None:
+    item, spec_ = generated(products, "l2a")
+    minio = StorageAccess(endpoint_url="https://s3.site.example.org:9000", region="eu-west-3", requester_pays=True)
+    doc, _ = finalize(item, cogs_from_rasters(item, spec_), store=PRIVATE_STORE, storage=minio)
+    assert len(doc["assets"]) > 40  # every asset, COG or metadata, says where it lives
+    for key, asset in doc["assets"].items():
+        assert asset["href"].startswith("s3://eo-catalogue/"), key
+        assert {f: asset[f] for f in STORAGE_FIELDS} == {
+            "storage:platform": "OTHER",
+            "storage:region": "eu-west-3",
+            "storage:requester_pays": True,
+            "ingest:s3_endpoint": "https://s3.site.example.org:9000",
+        }, key
+    assert not any(f.startswith("storage:") for f in doc["properties"])  # per asset, not item-wide
+    assert doc["stac_extensions"].count(describe.STORAGE_EXT) == 1
+    # declared and really checked offline: v1.0.0's schema is complete (v2.0.0's is not, module docstring)
+    assert describe.STORAGE_EXT in validate_item(doc).checked
+
+    broken = copy.deepcopy(doc)
+    broken["assets"]["blue"]["storage:platform"] = "MINIO"  # not in v1.0.0's list of platforms
+    with pytest.raises(InvalidStac, match="storage"):
+        validate_item(broken)
+
+
+def test_s3_hrefs_on_aws_name_no_endpoint(products: dict[str, Path]) -> None:
+    item, spec_ = generated(products, "s1")
+    aws = StorageAccess(endpoint_url=None, region="eu-central-1")
+    doc, _ = finalize(item, cogs_from_rasters(item, spec_), store=PRIVATE_STORE, storage=aws)
+    for key, asset in doc["assets"].items():
+        assert (asset["storage:platform"], asset["storage:region"]) == ("AWS", "eu-central-1"), key
+        assert asset["storage:requester_pays"] is False, key
+        assert describe.ENDPOINT_FIELD not in asset, key
+    assert describe.STORAGE_EXT in validate_item(doc).checked
+
+
+def test_https_hrefs_carry_no_storage_fields(products: dict[str, Path]) -> None:
+    item, spec_ = generated(products, "l1c")
+    doc, _ = finalize(item, cogs_from_rasters(item, spec_), store=STORE, storage=STORAGE)
+    for key, asset in doc["assets"].items():
+        assert asset["href"].startswith(f"{PUBLIC_BASE}/"), key
+        assert not any(f in asset for f in STORAGE_FIELDS), key
+    assert describe.STORAGE_EXT not in doc["stac_extensions"]
+
+
+def test_storage_v2_is_reported_not_checked_rather_than_crashing() -> None:
+    # why items use v1.0.0: v2.0.0's schema $refs files that are not shipped
+    doc = normalise_back(golden("s2-l2a-n0400"))
+    doc["stac_extensions"].append("https://stac-extensions.github.io/storage/v2.0.0/schema.json")
+    doc["properties"]["storage:schemes"] = {
+        "main": {"type": "custom-s3", "platform": "https://s3.example.org/{bucket}", "bucket": "eo-catalogue"}
+    }
+    report = validate_item(doc)
+    assert any(u.startswith("https://stac-extensions.github.io/storage/v2.0.0/") for u in report.not_checked)
+    assert not any("storage/v2.0.0" in u for u in report.checked)
+
+
+def normalise_back(doc: dict[str, Any]) -> dict[str, Any]:
+    """A golden document made valid again (its placeholders replaced by real values)."""
+    out = json.loads(json.dumps(doc).replace("<public>/", f"{PUBLIC_BASE}/").replace("<s3>/", f"s3://{STORE.bucket}/"))
+    out["properties"]["created"] = out["properties"]["updated"] = NOW_TEXT
+    out["properties"]["processing:software"] = {name: "1.0" for name in out["properties"]["processing:software"]}
+    return out
+
+
 def test_finalize_drops_assets_that_were_not_stored(products: dict[str, Path]) -> None:
     item, spec_ = generated(products, "l2a")
     cogs = cogs_from_rasters(item, spec_)
     stored = store_objects(STORE, item, cogs, describe.metadata_files(item))
     del stored["aot_60m"], stored["inspire_metadata"], stored["wvp"]  # wvp was converted, but not uploaded
-    doc = describe.finalize_item(item, stored=stored, cogs=cogs, provenance=provenance(item, "up"), now=NOW)
+    prov = provenance(item, "up")
+    doc = describe.finalize_item(item, stored=stored, cogs=cogs, provenance=prov, storage=STORAGE, now=NOW)
     assert {"aot_60m", "inspire_metadata", "wvp"}.isdisjoint(doc["assets"])
     assert set(doc["assets"]) == set(item.assets) - {"aot_60m", "inspire_metadata", "wvp"}
     assert_nothing_local(doc, products["l2a"])
@@ -503,17 +574,20 @@ def test_finalize_refuses_inconsistent_inputs(products: dict[str, Path]) -> None
 
     other = dict(stored, blue=dataclasses.replace(stored["blue"], checksum="1220" + "0" * 64))
     with pytest.raises(IngestError, match="stored object for blue is not the converted COG"):
-        describe.finalize_item(item, stored=other, cogs=cogs, provenance=prov, now=NOW)
+        describe.finalize_item(item, stored=other, cogs=cogs, provenance=prov, storage=STORAGE, now=NOW)
 
     with pytest.raises(IngestError, match="assets the item does not have: B99"):
-        describe.finalize_item(item, stored={**stored, "B99": stored["blue"]}, cogs=cogs, provenance=prov, now=NOW)
+        describe.finalize_item(
+            item, stored={**stored, "B99": stored["blue"]}, cogs=cogs, provenance=prov, storage=STORAGE, now=NOW
+        )
 
     only_metadata = {k: v for k, v in stored.items() if k not in cogs}
     with pytest.raises(IngestError, match="no data asset"):
-        describe.finalize_item(item, stored=only_metadata, cogs={}, provenance=prov, now=NOW)
+        describe.finalize_item(item, stored=only_metadata, cogs={}, provenance=prov, storage=STORAGE, now=NOW)
 
     with pytest.raises(ValueError, match="timezone-aware"):
-        describe.finalize_item(item, stored=stored, cogs=cogs, provenance=prov, now=NOW.replace(tzinfo=None))
+        naive = NOW.replace(tzinfo=None)
+        describe.finalize_item(item, stored=stored, cogs=cogs, provenance=prov, storage=STORAGE, now=naive)
 
 
 def test_finalize_validates_the_result_and_names_the_item(products: dict[str, Path]) -> None:

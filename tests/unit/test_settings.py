@@ -64,3 +64,27 @@ def test_redact_and_scrub() -> None:
     assert redact_dsn("postgresql://u:pw@h:1/db") == "postgresql://u:***@h:1/db"
     assert redact_dsn("postgresql://h/db") == "postgresql://h/db"
     assert scrub("failed for pw at h", "pw", None) == "failed for *** at h"
+
+
+def test_storage_fields_come_from_the_s3_settings(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from ingest.pipeline import storage_access
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("INGEST_S3_ENDPOINT_URL", "http://minio:9000/")
+    monkeypatch.setenv("INGEST_S3_REGION", "eu-west-3")
+    inside = storage_access(load_settings())
+    assert (inside.endpoint_url, inside.region, inside.requester_pays, inside.platform) == (
+        "http://minio:9000", "eu-west-3", False, "OTHER",
+    )  # fmt: skip
+    # the endpoint clients reach may differ from the one the daemon uses (a compose network name)
+    monkeypatch.setenv("INGEST_S3_PUBLIC_ENDPOINT_URL", "https://s3.site.example.org/")
+    monkeypatch.setenv("INGEST_S3_REQUESTER_PAYS", "true")
+    public = storage_access(load_settings())
+    assert (public.endpoint_url, public.requester_pays) == ("https://s3.site.example.org", True)
+    monkeypatch.setenv("INGEST_S3_ENDPOINT_URL", "")
+    monkeypatch.setenv("INGEST_S3_PUBLIC_ENDPOINT_URL", "")
+    aws = storage_access(load_settings())
+    assert (aws.endpoint_url, aws.platform) == (None, "AWS")
+    monkeypatch.setenv("INGEST_S3_PUBLIC_ENDPOINT_URL", "s3.site.example.org")
+    with pytest.raises(ConfigError, match=r"INGEST_S3_PUBLIC_ENDPOINT_URL: .*http:// or https://"):
+        load_settings()
