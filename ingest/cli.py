@@ -465,6 +465,8 @@ def retain_cmd(
         raise click.UsageError("name one COLLECTION or pass --all")
     if all_collections:
         specs = [s for _, s in sorted(app.specs.items()) if s.retention.enabled]
+        if not specs:
+            click.echo("no collection has retention enabled (retention.enabled in collections/*.yaml)", err=True)
     else:
         specs = [app.spec(collection)]
         if not specs[0].retention.enabled:
