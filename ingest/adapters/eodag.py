@@ -10,7 +10,10 @@ Two kinds of provider, chosen by configuration alone:
   from ``INGEST_PROVIDER_USERNAME`` / ``INGEST_PROVIDER_PASSWORD``.
 
 Downloads are never extracted by EODAG (``extract: false``): we verify the archive's checksum and
-unpack it ourselves, safely (EODAG neither verifies nor refuses hostile paths).
+unpack it ourselves, safely (EODAG neither verifies nor refuses hostile paths). ``stream`` hands the
+archive's bytes over as EODAG's download plugin receives them (``EOProduct.stream_download``), so
+acquisition unpacks and verifies while the download runs instead of writing the zip first;
+``download`` writes the zip to disk (for archives that cannot be unpacked in one pass).
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,11 +33,12 @@ import yaml
 
 from ingest.errors import ConfigError, InvalidProduct, ProductGone, ProviderUnavailable, TransientProductError
 from ingest.settings import Settings, scrub
-from ingest.stages.artifacts import ProviderProduct
+from ingest.stages.artifacts import ArchiveStream, ProviderProduct
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 100
+STREAM_CHUNK = 1 << 20  # bytes per piece of a streamed download
 
 # EODAG reads these at gateway construction; together they keep it off the network (DESIGN.md)
 _EODAG_ENV_KEYS = (
@@ -272,26 +277,30 @@ class EodagProvider:
 
     # ------------------------------------------------------------------ download
 
-    def download(self, product: ProviderProduct, dest_dir: Path) -> Path:
-        """Download the product's archive into ``dest_dir``; returns the archive path.
-
-        Raises TransientProductError for what may pass (5xx, truncated body, timeout, also 401/403:
-        credentials get fixed) and ProductGone when the provider no longer has the product (404/410).
-        """
+    def _eo_product(self, product: ProviderProduct) -> Any:
         from eodag.api.product import EOProduct
-        from eodag.utils import ProgressCallback
-        from eodag.utils.exceptions import EodagError
 
         if not product.download_url:
             raise InvalidProduct("the provider gave no download link", product_id=product.id)
-        dag = self._gateway()
         properties: dict[str, Any] = {
             "id": product.id,
             "title": product.id,
             "eodag:download_link": product.download_url,
             "geometry": product.geometry or "POLYGON((180 -90, 180 90, -180 90, -180 -90, 180 -90))",
         }
-        eo = EOProduct(self.name, properties, collection=product.collection)
+        return EOProduct(self.name, properties, collection=product.collection)
+
+    def download(self, product: ProviderProduct, dest_dir: Path) -> Path:
+        """Download the product's archive into ``dest_dir``; returns the archive path.
+
+        Raises TransientProductError for what may pass (5xx, truncated body, timeout, also 401/403:
+        credentials get fixed) and ProductGone when the provider no longer has the product (404/410).
+        """
+        from eodag.utils import ProgressCallback
+        from eodag.utils.exceptions import EodagError
+
+        eo = self._eo_product(product)
+        dag = self._gateway()
         dest_dir.mkdir(parents=True, exist_ok=True)
         # EODAG keeps a record of finished downloads and would skip a "known" product: a fresh
         # directory per attempt means every attempt really downloads, and nothing half-written stays
@@ -322,6 +331,54 @@ class EodagProvider:
             return final
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+    @contextmanager
+    def stream(self, product: ProviderProduct) -> Iterator[ArchiveStream]:
+        """The product's archive as EODAG's download plugin receives it (nothing is written to disk).
+
+        The same HTTP request as ``download`` (EODAG's ``HTTPDownload``, through
+        ``EOProduct.stream_download``), with the same errors: TransientProductError for what may pass,
+        also while iterating (a body cut short), ProductGone for 404/410. The connection is closed
+        when the block ends, read to the end or not.
+        """
+        from eodag.utils.exceptions import EodagError
+
+        eo = self._eo_product(product)
+        dag = self._gateway()
+        try:
+            dag._setup_downloader(eo)  # what dag.download() does first: the provider's download plugin
+            response = eo.stream_download(wait=0.001, timeout=0)
+        except EodagError as exc:
+            raise self._download_error(product, exc) from None
+        except OSError as exc:  # requests' connection errors
+            raise TransientProductError(f"download interrupted: {self._clean(exc)}", product_id=product.id) from None
+        raw = getattr(eo, "_stream", None)  # the requests response EODAG streams from
+        try:
+            yield ArchiveStream(self._chunks(product, response.content, raw), _to_int(getattr(response, "size", None)))
+        finally:
+            if raw is not None:
+                raw.close()
+
+    def _chunks(self, product: ProviderProduct, chunks: Iterable[bytes], raw: Any) -> Iterator[bytes]:
+        from eodag.utils.exceptions import EodagError
+
+        try:
+            if hasattr(raw, "iter_content"):
+                # EODAG iterates its response 64 KiB at a time: for 1 GB that loop costs more CPU than
+                # the writes (measured 0.55 s against 0.2 s in 1 MiB pieces, on a 2-core machine where
+                # the digests need the other core). After EODAG's first piece (read when it checked the
+                # response), the rest of the same response is read in 1 MiB pieces.
+                it = iter(chunks)
+                yield next(it)
+                yield from raw.iter_content(chunk_size=STREAM_CHUNK)
+            else:
+                yield from chunks
+        except StopIteration:
+            return
+        except EodagError as exc:
+            raise self._download_error(product, exc) from None
+        except OSError as exc:  # requests: ChunkedEncodingError (body cut short), ConnectionError, timeouts
+            raise TransientProductError(f"download interrupted: {self._clean(exc)}", product_id=product.id) from None
 
     def _download_error(self, product: ProviderProduct, exc: BaseException) -> Exception:
         status = _http_status(exc)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import queue
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 CHUNK = 1 << 20
 
@@ -144,3 +148,84 @@ class FollowingHasher:
         while chunk := self._file.read(CHUNK):
             self._h.update(chunk)
         return self._h.hexdigest()
+
+
+class SerialWorker:
+    """Run submitted calls in order on one thread; a bounded queue makes the submitter wait when it is
+    too far ahead. An exception in a call is raised again by the next ``submit`` or by ``join``."""
+
+    def __init__(self, name: str, depth: int = 32) -> None:
+        self._q: queue.Queue[tuple[Callable[..., object], tuple[Any, ...]] | None] = queue.Queue(depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._q.get()) is not None:
+            if self._error is None:
+                fn, args = item
+                try:
+                    fn(*args)
+                except BaseException as exc:  # handed to the submitting thread
+                    self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def submit(self, fn: Callable[..., object], *args: Any) -> None:
+        self._raise()
+        self._q.put((fn, args))
+
+    def join(self) -> None:
+        """Wait for every submitted call; the worker is finished afterwards."""
+        if self._thread.is_alive():
+            self._q.put(None)
+            self._thread.join()
+        self._raise()
+
+    def close(self) -> None:
+        """``join`` on the way out of a failure: errors of the calls are dropped (the first failure wins)."""
+        with contextlib.suppress(BaseException):
+            self.join()
+
+
+class StreamHasher:
+    """A digest of bytes handed over in order, computed on a thread of its own.
+
+    ``update`` only queues (batches of about 1 MiB); hashlib releases the GIL while it hashes, so the
+    digest runs on another core while the caller keeps receiving. ``hexdigest`` waits for the rest.
+    The chunks must not be modified once handed over.
+    """
+
+    def __init__(self, algorithm: str, batch_bytes: int = 1 << 20) -> None:
+        self.algorithm = algorithm
+        self._h = hashlib.new(algorithm)
+        self._limit = batch_bytes
+        self._batch: list[Any] = []
+        self._pending = 0
+        self._worker = SerialWorker(f"{algorithm}-stream")
+
+    def _update(self, batch: list[Any]) -> None:
+        for chunk in batch:
+            self._h.update(chunk)
+
+    def update(self, chunk: Any) -> None:
+        self._batch.append(chunk)
+        self._pending += len(chunk)
+        if self._pending >= self._limit:
+            batch, self._batch, self._pending = self._batch, [], 0
+            self._worker.submit(self._update, batch)
+
+    def hexdigest(self) -> str:
+        if self._batch:
+            batch, self._batch, self._pending = self._batch, [], 0
+            self._worker.submit(self._update, batch)
+        self._worker.join()
+        return self._h.hexdigest()
+
+    def close(self) -> None:
+        """Stop the thread without a result (on the way out of a failure)."""
+        self._batch = []
+        self._worker.close()

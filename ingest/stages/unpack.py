@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ingest.errors import InvalidProduct
+from ingest.stages.checksums import SerialWorker
 
 CHUNK = 4 << 20
 
@@ -30,7 +31,8 @@ class UnpackLimits:
     max_entries: int = 20_000
 
 
-def _check_name(name: str) -> PurePosixPath:
+def check_name(name: str) -> PurePosixPath:
+    """An entry name as a relative path; ValueError for absolute paths, '..', backslashes, NUL."""
     if "\\" in name or "\0" in name:
         raise ValueError(f"entry {name!r} has a backslash or NUL in its name")
     p = PurePosixPath(name)
@@ -45,6 +47,14 @@ def _is_link(info: zipfile.ZipInfo) -> bool:
     return stat.S_ISLNK(info.external_attr >> 16)
 
 
+def check_link_target(name: str, target: str) -> None:
+    """ValueError unless link entry ``name`` pointing at ``target`` stays inside the archive's tree."""
+    p, t = PurePosixPath(name), PurePosixPath(target)
+    resolved = PurePosixPath(os.path.normpath(str(p.parent / t)))
+    if t.is_absolute() or resolved.parts[:1] == ("..",) or ".." in resolved.parts:
+        raise ValueError(f"link {name!r} points outside the archive ({t})")
+
+
 def check_archive(zf: zipfile.ZipFile, archive_size: int, limits: UnpackLimits) -> int:
     """Validate every entry before writing anything; returns the expanded size."""
     infos = zf.infolist()
@@ -52,12 +62,9 @@ def check_archive(zf: zipfile.ZipFile, archive_size: int, limits: UnpackLimits) 
         raise ValueError(f"{len(infos)} entries exceed the limit of {limits.max_entries}")
     total = 0
     for info in infos:
-        p = _check_name(info.filename)
+        check_name(info.filename)
         if _is_link(info):
-            target = PurePosixPath(zf.read(info).decode("utf-8", "replace"))
-            resolved = PurePosixPath(os.path.normpath(str(p.parent / target)))
-            if target.is_absolute() or resolved.parts[:1] == ("..",) or ".." in resolved.parts:
-                raise ValueError(f"link {info.filename!r} points outside the archive ({target})")
+            check_link_target(info.filename, zf.read(info).decode("utf-8", "replace"))
         total += info.file_size
     if total > limits.max_total_bytes:
         raise ValueError(f"expands to {total} bytes, over the limit of {limits.max_total_bytes}")
@@ -83,6 +90,8 @@ def unpack(
     """
     tmp = dest.with_name(dest.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
+    hashes: dict[str, hashlib._Hash] = {}
+    worker = SerialWorker("unpack-digests")  # hashing overlaps reading, CRC-checking and writing
     try:
         with zipfile.ZipFile(archive) as zf:
             expected = check_archive(zf, archive.stat().st_size, limits)
@@ -99,6 +108,8 @@ def unpack(
                     continue
                 algorithm = (algorithms or {}).get(info.filename)
                 h = hashlib.new(algorithm) if algorithm else None
+                if h is not None:
+                    hashes[info.filename] = h
                 with zf.open(info) as src, open(target, "wb") as out:
                     while chunk := src.read(CHUNK):
                         written += len(chunk)
@@ -106,13 +117,16 @@ def unpack(
                             raise ValueError("archive expands beyond its declared size")
                         out.write(chunk)
                         if h is not None:
-                            h.update(chunk)
-                if h is not None and digests is not None:
-                    digests[info.filename] = h.hexdigest()
+                            worker.submit(h.update, chunk)
+        worker.join()
+        if digests is not None:
+            digests.update({name: h.hexdigest() for name, h in hashes.items()})
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, ValueError, NotImplementedError) as exc:
+        worker.close()
         shutil.rmtree(tmp, ignore_errors=True)
         raise InvalidProduct(f"unsafe or corrupt archive {archive.name}: {exc}", product_id=product_id) from None
-    except OSError:  # e.g. a CRC error surfaces as BadZipFile, disk full as OSError
+    except BaseException:  # e.g. disk full (OSError): not the archive's fault, may pass
+        worker.close()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     tmp.rename(dest)

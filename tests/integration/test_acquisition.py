@@ -6,6 +6,7 @@ products never mix between tests.
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import zipfile
@@ -20,6 +21,11 @@ from ingest.devtools.provider import Faults
 from ingest.devtools.publish import ProductPlan, plan_products, publish_generated, publish_safe
 from ingest.errors import ProviderUnavailable
 from ingest.harvest import harvest
+from ingest.pipeline import product_from_row
+from ingest.retry import RetryPolicy
+from ingest.stages.acquire import acquire
+from ingest.stages.artifacts import ProviderProduct
+from ingest.stages.unpack import UnpackLimits
 from ingest.state import repo
 from ingest.state.machine import State
 from tests.conftest import FIXTURES, ROOT, Stack, free_port, run_cli
@@ -115,6 +121,63 @@ def test_download_verifies_and_unpacks(world: World) -> None:
     downloaded = events[2]["details"]
     assert downloaded["files"] > 10 and downloaded["bytes"] == world.entries[0].size
     assert not world.work_of(pid).exists()  # success: the work directory is gone
+
+
+def _provider_product(w: World, product_id: str) -> ProviderProduct:
+    row = repo.get_product(w.conn, product_id)
+    assert row is not None
+    return product_from_row({**row, "eodag_collection": w.spec.source.eodag_collection})
+
+
+def _downloads_of(w: World, product_id: str) -> int:
+    return sum(1 for r in w.server.stats.to_dict()["recent"] if r["path"].endswith(f"/download/{product_id}.zip"))
+
+
+def test_archive_is_unpacked_while_eodag_streams_it_and_odd_archives_from_disk(world: World) -> None:
+    harvest(world.conn, world.provider, world.spec)
+    pid = world.entries[0].id
+    work = world.settings.work_dir / "direct"
+    got = acquire(
+        world.provider, _provider_product(world, pid), work / pid, policy=RetryPolicy(max_attempts=1),
+        limits=UnpackLimits(),
+    )  # fmt: skip
+    assert "download + unpack + digests (streamed)" in got.timings and "unpack + manifest checksums" not in got.timings
+    assert got.files_verified > 10 and got.archive_bytes == world.entries[0].size and _downloads_of(world, pid) == 1
+    assert not (work / pid / "download").exists() and not (work / pid / "unpacked.partial").exists()
+
+    # the same product zipped by a writer that cannot seek back: stored members followed by data
+    # descriptors, whose length only the central directory tells: downloaded whole, then unpacked
+    src = world.root / "products" / f"{pid}.zip"
+    odd_id = pid.replace("_N0510_", "_N0512_")
+
+    class Unseekable(io.RawIOBase):
+        def __init__(self) -> None:
+            self.out = io.BytesIO()
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b: bytes) -> int:  # type: ignore[override]
+            return self.out.write(b)
+
+    raw = Unseekable()
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename.replace(pid, odd_id), zin.read(info))
+    (world.root / "products" / f"{odd_id}.zip").write_bytes(raw.out.getvalue())
+    checksum, size = sha256_file(world.root / "products" / f"{odd_id}.zip")
+    add_entries(world.root, [ProviderEntry(
+        id=odd_id, collection="S2_MSI_L2A", geometry=world.entries[0].geometry, bbox=world.entries[0].bbox,
+        datetime=START, published=START + timedelta(days=1), size=size, checksum=checksum, properties={},
+    )])  # fmt: skip
+    harvest(world.conn, world.provider, world.spec)
+    got = acquire(
+        world.provider, _provider_product(world, odd_id), work / odd_id, policy=RetryPolicy(max_attempts=1),
+        limits=UnpackLimits(),
+    )  # fmt: skip
+    assert "unpack + manifest checksums" in got.timings and got.files_verified > 10
+    assert _downloads_of(world, odd_id) == 2  # the stream, stopped at the first such member; then the file
+    assert not (work / odd_id / "download").exists()
 
 
 def test_transient_errors_are_retried_then_succeed(world: World) -> None:
