@@ -6,7 +6,6 @@ products never mix between tests.
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import zipfile
@@ -30,6 +29,7 @@ from ingest.state import repo
 from ingest.state.machine import State
 from tests.conftest import FIXTURES, ROOT, Stack, free_port, run_cli
 from tests.integration.conftest import START, World, WorldFactory
+from tests.zips import Unseekable
 
 
 @pytest.fixture
@@ -149,16 +149,6 @@ def test_archive_is_unpacked_while_eodag_streams_it_and_odd_archives_from_disk(w
     # descriptors, whose length only the central directory tells: downloaded whole, then unpacked
     src = world.root / "products" / f"{pid}.zip"
     odd_id = pid.replace("_N0510_", "_N0512_")
-
-    class Unseekable(io.RawIOBase):
-        def __init__(self) -> None:
-            self.out = io.BytesIO()
-
-        def writable(self) -> bool:
-            return True
-
-        def write(self, b: bytes) -> int:  # type: ignore[override]
-            return self.out.write(b)
 
     raw = Unseekable()
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED) as zout:

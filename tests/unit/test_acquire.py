@@ -22,6 +22,7 @@ from ingest.stages.acquire import acquire
 from ingest.stages.artifacts import ArchiveStream, ProviderProduct
 from ingest.stages.checksums import to_multihash
 from ingest.stages.unpack import UnpackLimits
+from tests.zips import Unseekable
 
 PID = "S2B_MSIL2A_20260101T100000_N0510_R001_T31TDH_20260101T120000"
 BIG = acq.CRC_DEFER_BYTES + 1000  # above it, manifest-listed members get no CRC-32 while streaming
@@ -194,16 +195,6 @@ def test_cut_stream_is_retried_and_leaves_no_partial_tree(tmp_path: Path) -> Non
 
 
 def test_archive_that_cannot_stream_is_downloaded_and_unpacked_from_disk(tmp_path: Path) -> None:
-    class Unseekable(io.RawIOBase):
-        def __init__(self) -> None:
-            self.out = io.BytesIO()
-
-        def writable(self) -> bool:
-            return True
-
-        def write(self, b: bytes) -> int:  # type: ignore[override]
-            return self.out.write(b)
-
     raw = Unseekable()
     with zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED) as zf:  # stored members with data descriptors
         for name, data in LISTED.items():

@@ -24,6 +24,7 @@ from ingest.stages.zipstream import (
     ZipStreamError,
     file_crc32,
 )
+from tests.zips import Unseekable
 
 FILES = {
     "P.SAFE/manifest.safe": b"<xfdu/>",
@@ -31,19 +32,6 @@ FILES = {
     "P.SAFE/GRANULE/zeros.bin": b"\0" * 150_000,
     "P.SAFE/empty.txt": b"",
 }
-
-
-class _Unseekable(io.RawIOBase):
-    """What zipfile writes to when it cannot seek back: data descriptors after each member."""
-
-    def __init__(self) -> None:
-        self.out = io.BytesIO()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b: bytes) -> int:  # type: ignore[override]
-        return self.out.write(b)
 
 
 def _zip(
@@ -55,7 +43,7 @@ def _zip(
     links: dict[str, str] | None = None,
     dirs: tuple[str, ...] = (),
 ) -> bytes:
-    raw = _Unseekable() if streamed else io.BytesIO()
+    raw = Unseekable() if streamed else io.BytesIO()
     with zipfile.ZipFile(raw, "w", method) as zf:
         for d in dirs:
             zf.writestr(zipfile.ZipInfo(d), b"")
@@ -66,7 +54,7 @@ def _zip(
             info = zipfile.ZipInfo(name)
             info.external_attr = (stat.S_IFLNK | 0o777) << 16
             zf.writestr(info, target)
-    return (raw.out if isinstance(raw, _Unseekable) else raw).getvalue()
+    return (raw.out if isinstance(raw, Unseekable) else raw).getvalue()
 
 
 def _feed(unzip: StreamingUnzip, data: bytes, chunk: int | None = None, seed: int = 1) -> None:
