@@ -38,6 +38,7 @@ from ingest.units import human_size
 log = logging.getLogger(__name__)
 
 OBJECT_DELETE_THREADS = 8
+ANALYZE_AFTER = 10_000  # retirements in one run that call for fresh table statistics
 
 
 class RetentionRefused(IngestError):
@@ -199,6 +200,8 @@ def enforce(
         report.retired += len(moved)
         log.info("retention %s: %d products retired (%d of %d)", c, len(moved), report.retired, len(chosen))
     report.bytes = the_plan.bytes
+    if report.retired >= ANALYZE_AFTER:
+        rt.analyze(conn)
     report.seconds["retire"] = time.perf_counter() - started
     finish(conn, c, pgstac_dsn=pgstac_dsn, store=store, report=report, batch_size=batch_size)
     log.info(

@@ -140,12 +140,20 @@ def mark_items_deleted(conn: psycopg.Connection, product_ids: Sequence[str]) -> 
     """Runs in the transaction that deleted the items from pgstac (see pgstac.delete_items). A product
     that never stored objects (no prefix recorded) is done with it."""
     conn.execute(
-        "UPDATE ingest.retirements SET item_deleted_at = now(), last_error = NULL,"
-        " objects_deleted_at = CASE WHEN s3_prefix IS NULL THEN now() END,"
-        " objects_deleted = CASE WHEN s3_prefix IS NULL THEN 0 END"
-        " WHERE product_id = ANY(%s) AND item_deleted_at IS NULL",
+        "UPDATE ingest.retirements r SET item_deleted_at = now(), last_error = NULL,"
+        " objects_deleted_at = CASE WHEN r.s3_prefix IS NULL THEN now() END,"
+        " objects_deleted = CASE WHEN r.s3_prefix IS NULL THEN 0 END"
+        " FROM unnest(%s::text[]) AS d(product_id)"
+        " WHERE r.product_id = d.product_id AND r.item_deleted_at IS NULL",
         [list(product_ids)],
     )
+
+
+def analyze(conn: psycopg.Connection) -> None:
+    """Fresh statistics after a large retirement: planned on an empty table's statistics, the
+    batched updates that follow would scan the whole table once per batch (measured: 30 s instead of
+    1 s for 100,000 products)."""
+    conn.execute("ANALYZE ingest.retirements")
 
 
 def mark_objects_deleted(conn: psycopg.Connection, product_ids: Sequence[str], counts: Sequence[int]) -> None:
