@@ -182,17 +182,16 @@ def enforce(
     force: bool = False,
     batch_size: int = 1000,
 ) -> Report:
-    """Finish what earlier runs left, then retire, unlist and delete what ``the_plan`` selected."""
+    """Finish what earlier runs left (refused or not), then retire, unlist and delete what ``the_plan``
+    selected."""
     c = the_plan.collection
     report = Report(c, run_id=f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}")
+    report.finished_earlier = finish(conn, c, pgstac_dsn=pgstac_dsn, store=store, report=report, batch_size=batch_size)
     if the_plan.removes_all and not force:
-        finish(conn, c, pgstac_dsn=pgstac_dsn, store=store, report=report, batch_size=batch_size)
         raise RetentionRefused(
             f"{c}: the retention policy would remove all {the_plan.total_items} items; nothing retired"
             " (check max_age/area, set keep_latest, or pass --force)"
         )
-    earlier = {p.product_id for p in rt.pending(conn, c)}
-    report.finished_earlier = len(earlier)
     chosen = [(m.product_id, reason_for(m, the_plan.policy, the_plan.cutoff), m.bytes) for m in the_plan.remove]
     started = time.perf_counter()
     for start in range(0, len(chosen), batch_size):
@@ -227,10 +226,12 @@ def finish(
     store: ObjectStore,
     report: Report,
     batch_size: int = 1000,
-) -> None:
-    """Delete the items, then the objects, of every retirement of the collection still pending."""
+) -> int:
+    """Delete the items, then the objects, of every retirement of the collection still pending;
+    returns how many retirements were pending."""
     started = time.perf_counter()
     todo = rt.pending(conn, collection)
+    pending = len(todo)
     product_of = {p.item_id: p.product_id for p in todo if not p.item_deleted}
     if product_of:
 
@@ -242,11 +243,12 @@ def finish(
         report.items_deleted += deleted
         log.info("retention %s: %d items deleted from pgstac, extent refreshed", collection, deleted)
         todo = rt.pending(conn, collection)  # those without objects are done now
-    report.seconds["items"] = time.perf_counter() - started
+    report.seconds["items"] = report.seconds.get("items", 0.0) + time.perf_counter() - started
     started = time.perf_counter()
     for start in range(0, len(todo), batch_size):
         _delete_objects(conn, collection, todo[start : start + batch_size], store, report)
-    report.seconds["objects"] = time.perf_counter() - started
+    report.seconds["objects"] = report.seconds.get("objects", 0.0) + time.perf_counter() - started
+    return pending
 
 
 def _delete_objects(
