@@ -50,17 +50,6 @@ class CheckResult:
         return asdict(self)
 
 
-def _secrets(settings: Settings) -> tuple[Any, ...]:
-    return (
-        settings.database_url,
-        settings.api_database_url,
-        settings.s3_secret_access_key,
-        settings.s3_access_key_id,
-        settings.provider_username,
-        settings.provider_password,
-    )
-
-
 def check_database(settings: Settings, timeout_s: float) -> str:
     from ingest.state.db import connect, describe_dsn
 
@@ -175,5 +164,5 @@ def _timed(name: str, func: Callable[[], str], settings: Settings) -> CheckResul
     for dsn in (settings.database_url, settings.api_database_url):
         if dsn is not None:
             detail = detail.replace(dsn.get_secret_value(), redact_dsn(dsn.get_secret_value()))
-    detail = scrub(detail, *_secrets(settings))
+    detail = scrub(detail, *settings.secrets())
     return CheckResult(name, ok, detail, time.monotonic() - started)

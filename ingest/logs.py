@@ -86,14 +86,7 @@ REDACTOR = RedactSecrets()
 def register_secrets(settings: Settings) -> None:
     """Everything secret in the settings never reaches a log line."""
     values: list[str | None] = []
-    for secret in (
-        settings.database_url,
-        settings.api_database_url,
-        settings.s3_access_key_id,
-        settings.s3_secret_access_key,
-        settings.provider_username,
-        settings.provider_password,
-    ):
+    for secret in settings.secrets():
         if secret is None:
             continue
         value = secret.get_secret_value()

@@ -185,6 +185,17 @@ class Settings(BaseSettings):
             raise ValueError(f"must be an http:// or https:// URL, got {v!r}")
         return v.rstrip("/")
 
+    def secrets(self) -> tuple[SecretStr | None, ...]:
+        """Every configured secret (DSNs whole, S3 keys, provider credentials): never to be printed."""
+        return (
+            self.database_url,
+            self.api_database_url,
+            self.s3_access_key_id,
+            self.s3_secret_access_key,
+            self.provider_username,
+            self.provider_password,
+        )
+
     def require_database_url(self) -> str:
         if self.database_url is None:
             raise ConfigError(
