@@ -112,10 +112,6 @@ _WATERMARK_SQL = (
     "SELECT collection, extract(epoch FROM now() - published_until),"
     " extract(epoch FROM now() - last_harvest_at) FROM ingest.watermarks"
 )
-_QUEUE_SQL = (
-    "SELECT status::text, count(*) FROM procrastinate_jobs WHERE task_name = %s"
-    " AND status IN ('todo', 'doing') GROUP BY 1"
-)
 
 
 class DatabaseCollector(Collector):
@@ -150,7 +146,7 @@ class DatabaseCollector(Collector):
         return scrub(first, self.settings.database_url)
 
     def _read(self) -> list[Metric]:
-        from ingest.adapters.queue import TASK
+        from ingest.adapters.queue import job_counts
         from ingest.state.db import connect
 
         products = GaugeMetricFamily(
@@ -187,10 +183,8 @@ class DatabaseCollector(Collector):
                 watermark.add_metric([cid], float(wm_age))
                 if harvest_age is not None:
                     last.add_metric([cid], float(harvest_age))
-            found = conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL").fetchone()
             jobs = {"todo": 0, "doing": 0}
-            if found and found[0]:
-                jobs.update({status: int(n) for status, n in conn.execute(_QUEUE_SQL, [TASK])})
+            jobs.update(job_counts(conn, jobs))
             for status, n in sorted(jobs.items()):
                 queue.add_metric([status], n)
         return [products, lag, watermark, last, queue]

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import procrastinate
+import psycopg
 from procrastinate.exceptions import AlreadyEnqueued, UniqueViolation
 
 from ingest.settings import Settings
@@ -63,11 +64,30 @@ def ensure_schema(dsn: str) -> bool:
     from procrastinate.schema import SchemaManager
 
     with connect(dsn=dsn, autocommit=True) as conn:
-        present = conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL").fetchone()
-        if present and present[0]:
+        if _has_schema(conn):
             return False
         conn.execute(SchemaManager.get_schema())
     return True
+
+
+def _has_schema(conn: psycopg.Connection) -> bool:
+    row = conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL").fetchone()
+    return bool(row and row[0])
+
+
+def job_counts(conn: psycopg.Connection, statuses: Iterable[str] | None = None) -> dict[str, int]:
+    """Product jobs per status (todo, doing, succeeded, failed, ...), only ``statuses`` when given
+    (the finished ones pile up: a frequent reader asks for todo and doing only); empty before the
+    queue's schema exists."""
+    if not _has_schema(conn):
+        return {}
+    wanted = list(statuses) if statuses is not None else None
+    rows = conn.execute(
+        "SELECT status::text, count(*) FROM procrastinate_jobs WHERE task_name = %s"
+        " AND (%s::text[] IS NULL OR status::text = ANY(%s::text[])) GROUP BY 1",
+        [TASK, wanted, wanted],
+    )
+    return {status: int(n) for status, n in rows}
 
 
 class ProductQueue:
@@ -144,7 +164,5 @@ class ProductQueue:
 
     def depth(self) -> dict[str, int]:
         """Jobs per status (todo, doing, succeeded, failed, ...)."""
-        rows = self._rows(
-            "SELECT status::text, count(*) FROM procrastinate_jobs WHERE task_name = %s GROUP BY 1", [TASK]
-        )
-        return {r[0]: int(r[1]) for r in rows}
+        with connect(dsn=self.dsn, autocommit=True, timeout_s=self.settings.db_connect_timeout_s) as conn:
+            return job_counts(conn)

@@ -37,7 +37,6 @@ from ingest.stages.checksums import Checksum, FollowingHasher, StreamHasher, fil
 from ingest.stages.manifest import (
     MANIFEST_NAMES,
     ManifestError,
-    manifest_checksums,
     parse_manifest,
     verify_manifest,
 )
@@ -208,6 +207,11 @@ class _DigestHints:
         if self.algorithms:
             _last_algorithm[self.collection] = Counter(self.algorithms.values()).most_common(1)[0][0]
 
+    def listed(self, safe: Path) -> set[str]:
+        """Members under ``safe`` the manifest lists with a checksum (read while streaming, the same
+        bytes ``verify_unpacked`` then checked); none when it was not read (over 64 MiB)."""
+        return {path for path in self.algorithms or {} if path.startswith(safe.name + "/")}
+
 
 def _acquire_streamed(
     downloader: StreamingDownloader,
@@ -258,7 +262,7 @@ def _acquire_streamed(
             if m.algorithm and m.digest and m.path.startswith(safe.name + "/")
         }
         files = verify_unpacked(product.id, safe, known)
-        _check_deferred_crcs(product, tmp, safe, members)
+        _check_deferred_crcs(product, tmp, members, covered=hints.listed(safe))
         timings["central directory + manifest"] = time.monotonic() - t
     except BaseException:
         if archive_hash is not None:
@@ -269,9 +273,10 @@ def _acquire_streamed(
     return unpacked / safe.name, files, received
 
 
-def _check_deferred_crcs(product: ProviderProduct, root: Path, safe: Path, members: list[StreamedMember]) -> None:
+def _check_deferred_crcs(
+    product: ProviderProduct, root: Path, members: list[StreamedMember], *, covered: set[str]
+) -> None:
     """Members streamed without a CRC-32 that the (now verified) manifest does not cover: check it now."""
-    covered = {f"{safe.name}/{rel}" for rel in manifest_checksums(safe)}
     for m in members:
         if m.crc is None and not m.is_dir and m.path not in covered and file_crc32(root / m.path) != m.declared_crc:
             raise InvalidProduct(
