@@ -23,7 +23,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,7 +36,8 @@ from ingest.collections import CollectionSpec, parse_duration
 from ingest.errors import ConfigError, IngestError
 from ingest.harvest import Searcher, to_discovered
 from ingest.stages.artifacts import ProviderProduct
-from ingest.state import repo
+from ingest.state import backfills, repo
+from ingest.state.backfills import Chunk
 from ingest.state.machine import State
 from ingest.units import human_size
 
@@ -258,15 +259,6 @@ def wants_ingest(state: str | None, due: bool) -> bool:
 
 
 @dataclass
-class Chunk:
-    start: datetime
-    end: datetime
-    done: bool = False
-    found: int | None = None
-    enqueued: int | None = None
-
-
-@dataclass
 class Plan:
     backfill_id: str
     chunks: list[Chunk]
@@ -284,57 +276,20 @@ class Plan:
         return [c for c in self.chunks if not c.done]
 
 
-def _load_chunks(conn: psycopg.Connection, backfill_id: str) -> list[Chunk]:
-    rows = conn.execute(
-        "SELECT chunk_start, chunk_end, status, products_found, enqueued FROM ingest.backfill_chunks "
-        "WHERE backfill_id = %s ORDER BY chunk_start",
-        [backfill_id],
-    ).fetchall()
-    return [Chunk(r[0], r[1], r[2] == "done", r[3], r[4]) for r in rows]
-
-
-def _save_chunks(conn: psycopg.Connection, request: Request, plan: Sequence[Chunk]) -> None:
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO ingest.backfill_chunks (backfill_id, chunk_start, chunk_end, collection) "
-            "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            [(request.id, c.start, c.end, request.spec.id) for c in plan],
-        )
-    conn.commit()
-
-
-def _mark_done(conn: psycopg.Connection, backfill_id: str, chunk: Chunk) -> None:
-    conn.execute(
-        "UPDATE ingest.backfill_chunks SET status = 'done', products_found = %s, enqueued = %s, finished_at = now() "
-        "WHERE backfill_id = %s AND chunk_start = %s",
-        [chunk.found, chunk.enqueued, backfill_id, chunk.start],
-    )
-    conn.commit()
-
-
-def _lock(conn: psycopg.Connection, backfill_id: str) -> None:
-    """Session advisory lock (released when the connection closes, also when the process dies):
-    two runs of one backfill would search every chunk twice for nothing."""
-    row = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", [backfill_id]).fetchone()
-    conn.commit()
-    if not (row and row[0]):
-        raise BackfillRunning(f"backfill {backfill_id} is already running in another process")
-
-
 def prepare(conn: psycopg.Connection, request: Request, *, write: bool = True) -> Plan:
     """The backfill's chunk plan: the stored one when this backfill ran before, else a new one
     (stored unless ``write`` is false, as in a dry run)."""
-    if write:
-        _lock(conn, request.id)
+    if write and not backfills.try_lock(conn, request.id):
+        raise BackfillRunning(f"backfill {request.id} is already running in another process")
     wanted = [Chunk(a, b) for a, b in chunks(request.start, request.end, request.step)]
     try:
-        stored = _load_chunks(conn, request.id)
+        stored = backfills.load_chunks(conn, request.id)
     except psycopg.errors.UndefinedTable:
         conn.rollback()
         raise ConfigError("the ingest schema has no backfill_chunks table: run `ingest db migrate`") from None
     if not stored:
         if write:
-            _save_chunks(conn, request, wanted)
+            backfills.save_chunks(conn, request.id, request.spec.id, wanted)
         return Plan(request.id, wanted)
     if [(c.start, c.end) for c in stored] != [(c.start, c.end) for c in wanted]:
         log.warning(
@@ -343,32 +298,12 @@ def prepare(conn: psycopg.Connection, request: Request, *, write: bool = True) -
     return Plan(request.id, stored)
 
 
-def _area_sql(area: Area) -> tuple[str, list[Any]]:
-    """A PostGIS filter on the announced footprint. Bounding boxes only (``&&``): exact enough for
-    progress counts, and it never raises on the odd invalid footprint halfway through a backfill."""
-    if area.bbox is not None:
-        return (
-            " AND (footprint IS NULL OR ST_GeomFromGeoJSON(footprint::text) && ST_MakeEnvelope(%s, %s, %s, %s, 4326))",
-            [*area.bbox],
-        )
-    if area.geometry is not None:
-        return " AND (footprint IS NULL OR ST_GeomFromGeoJSON(footprint::text) && ST_GeomFromGeoJSON(%s))", [
-            json.dumps(area.geometry)
-        ]
-    return "", []
-
-
 def product_counts(conn: psycopg.Connection, request: Request) -> dict[str, int]:
     """Products of the backfill's collection, range and area per state (what workers made of them)."""
-    where, params = _area_sql(request.area)
-    rows = conn.execute(
-        "SELECT state, count(*) FROM ingest.products WHERE collection = %s AND sensing_at >= %s AND sensing_at < %s"
-        + where
-        + " GROUP BY state",
-        [request.spec.id, request.start, request.end, *params],
-    ).fetchall()
-    conn.commit()  # end the read transaction: a long backfill must not hold a snapshot open
-    return {r[0]: int(r[1]) for r in rows}
+    area = request.area
+    return backfills.product_counts(
+        conn, request.spec.id, request.start, request.end, bbox=area.bbox, geometry=area.geometry
+    )
 
 
 # ----------------------------------------------------------------------------- running
@@ -447,7 +382,7 @@ def run_chunk(conn: psycopg.Connection, provider: Searcher, queue: Enqueuer, req
     due = [i for i in ids if wants_ingest(*states.get(i, (None, False)))]
     chunk.found, chunk.enqueued = len(ids), queue.enqueue(due)
     # done only after the enqueue: a crash in between redoes the chunk, and both steps are idempotent
-    _mark_done(conn, request.id, chunk)
+    backfills.mark_done(conn, request.id, chunk)
     chunk.done = True
     return new
 
