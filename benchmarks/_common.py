@@ -20,19 +20,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def throwaway_stack() -> Iterator[dict[str, str]]:
-    """Start PostgreSQL+PostGIS+pgstac and moto in a temporary directory; yields the INGEST_* settings."""
+def throwaway_stack(*, durable: bool = False) -> Iterator[dict[str, str]]:
+    """Start PostgreSQL+PostGIS+pgstac and moto in a temporary directory; yields the INGEST_* settings.
+    ``durable``: fsync on, for figures that include commits to disk."""
     root = Path(tempfile.mkdtemp(prefix="bench-stack-", dir="/tmp"))
     os.chmod(root, 0o755)  # noqa: S103 - the postgres OS user must traverse it
-    cfg = st.StackConfig(root=root, pg_port=free_port(), s3_port=free_port(), durable=False)
+    cfg = st.StackConfig(root=root, pg_port=free_port(), s3_port=free_port(), durable=durable)
     try:
         st.up(cfg)
-        env = {}
-        for line in cfg.env_file.read_text().splitlines():
-            if "=" in line and not line.startswith("#"):
-                key, value = line.split("=", 1)
-                env[key] = value
-        yield env
+        yield st.read_env(cfg)
     finally:
         st.down(cfg)
         shutil.rmtree(root, ignore_errors=True)

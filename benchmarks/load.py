@@ -19,12 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
-import shutil
-import socket
-import tempfile
+import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,7 +30,10 @@ import psycopg
 from pypgstac.db import PgstacDB
 from pypgstac.load import Loader, Methods
 
-from ingest import stack as st
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import throwaway_stack
+
 from ingest.adapters import pgstac
 from ingest.collections import load_spec
 
@@ -42,26 +42,6 @@ TEMPLATE = (
     ROOT.parent / "shared" / "fixtures" / "sentinel2" / "safe"
     / "S2B_MSIL2A_20220413T150759_N0400_R025_T33XWJ_20220414T082126.SAFE" / "expected_output.json"
 )  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def throwaway_database() -> Iterator[str]:
-    root = Path(tempfile.mkdtemp(prefix="bench-load-", dir="/tmp"))
-    root.chmod(0o755)  # the postgres user must traverse it when we run as root
-    cfg = st.StackConfig(root=root, pg_port=free_port(), s3_port=free_port())
-    try:
-        st.up(cfg)  # migrates pgstac into its database
-        line = next(ln for ln in cfg.env_file.read_text().splitlines() if ln.startswith("INGEST_DATABASE_URL="))
-        yield line.split("=", 1)[1]
-    finally:
-        st.down(cfg)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def synthetic_items(template: dict[str, Any], collection: str, n: int) -> list[dict[str, Any]]:
@@ -148,7 +128,8 @@ def main() -> None:
     if args.dsn:
         run(args.dsn, args.n, args.batch_size)
     else:
-        with throwaway_database() as dsn:
+        with throwaway_stack(durable=True) as env:
+            dsn = env["INGEST_DATABASE_URL"]
             run(dsn, args.n, args.batch_size)
 
 

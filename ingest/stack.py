@@ -347,7 +347,8 @@ def _ensure_bucket(cfg: StackConfig, key_id: str, secret: str) -> None:
 # ----------------------------------------------------------------------------- stack.env
 
 
-def _read_env(cfg: StackConfig) -> dict[str, str]:
+def read_env(cfg: StackConfig) -> dict[str, str]:
+    """The settings ``stack.env`` holds (INGEST_*), empty before the first ``up``."""
     values: dict[str, str] = {}
     if cfg.env_file.exists():
         for line in cfg.env_file.read_text().splitlines():
@@ -369,7 +370,7 @@ def _write_env(cfg: StackConfig, values: dict[str, str]) -> None:
 
 def _stack_secrets(cfg: StackConfig) -> tuple[str, str, str]:
     """The cluster password and S3 keys: generated once, then read back from stack.env."""
-    env = _read_env(cfg)
+    env = read_env(cfg)
     password = urlsplit(env.get("INGEST_DATABASE_URL", "")).password or secrets.token_urlsafe(24)
     key_id = env.get("INGEST_S3_ACCESS_KEY_ID") or "local" + secrets.token_hex(6)
     secret = env.get("INGEST_S3_SECRET_ACCESS_KEY") or secrets.token_urlsafe(24)
@@ -378,7 +379,7 @@ def _stack_secrets(cfg: StackConfig) -> tuple[str, str, str]:
 
 def _api_password(cfg: StackConfig) -> str:
     """The API role's password: generated once, then read back from stack.env."""
-    return urlsplit(_read_env(cfg).get("INGEST_API_DATABASE_URL", "")).password or secrets.token_urlsafe(24)
+    return urlsplit(read_env(cfg).get("INGEST_API_DATABASE_URL", "")).password or secrets.token_urlsafe(24)
 
 
 # ----------------------------------------------------------------------------- public API

@@ -67,11 +67,7 @@ def stack() -> Iterator[Stack]:
     cfg = st.StackConfig(root=root, pg_port=free_port(), s3_port=free_port(), durable=False)
     try:
         st.up(cfg)
-        env = {}
-        for line in cfg.env_file.read_text().splitlines():
-            if "=" in line and not line.startswith("#"):
-                k, v = line.split("=", 1)
-                env[k] = v
+        env = st.read_env(cfg)
         yield Stack(root, cfg.pg_port, cfg.s3_port, env["INGEST_DATABASE_URL"], env)
     finally:
         st.down(cfg)
