@@ -6,13 +6,21 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from ingest import logs
 from ingest.errors import IngestError
 from ingest.settings import Settings, load_settings
+
+if TYPE_CHECKING:  # the CLI imports the heavy modules lazily, per command
+    import psycopg
+
+    from ingest.app import App
+    from ingest.collections import CollectionSpec
+    from ingest.retention import Report
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -473,51 +481,82 @@ def retain_cmd(
             raise IngestError(f"{collection}: retention is not enabled (retention.enabled in {specs[0].path})")
     reports: list[dict[str, Any]] = []
     failed: list[str] = []
-    refused: list[Any] = []
+    stopped: list[IngestError] = []  # refused or locked: the other collections still run
     with connect(c.settings) as conn:
         for spec in specs:
-            plan = retention.plan(conn, spec)
-            if as_json:
-                reports.append({"plan": plan.to_dict(with_ids=list_ids)})
-            else:
-                for line in plan.lines(with_ids=list_ids):
-                    click.echo(line)
-            if dry_run:
-                continue
-            if plan.count and not yes:
-                if not sys.stdin.isatty():
-                    raise click.UsageError("stdin is not a terminal: pass --yes to confirm the removal")
-                click.confirm(f"Remove {plan.count} items from {spec.id}?", abort=True, err=True)
             try:
-                report = retention.enforce(
-                    conn,
-                    plan,
-                    pgstac_dsn=c.settings.require_database_url(),
-                    store=app.store,
-                    force=force,
-                    batch_size=c.settings.retention_batch_size,
-                )
-            except retention.RetentionRefused as exc:
-                refused.append(exc)  # the other collections still run
+                with nullcontext() if dry_run else retention.exclusive(conn, spec.id):
+                    report = _retain_one(
+                        c,
+                        app,
+                        conn,
+                        spec,
+                        dry_run=dry_run,
+                        list_ids=list_ids,
+                        yes=yes,
+                        force=force,
+                        reports=reports if as_json else None,
+                    )
+            except (retention.RetentionRefused, retention.RetentionRunning) as exc:
+                stopped.append(exc)
                 continue
-            if as_json:
-                reports[-1]["done"] = report.to_dict()
-            else:
-                n = report.finished_earlier
-                earlier = f", {n} left by an earlier run finished" if n else ""
-                click.echo(
-                    f"{spec.id}: {report.retired} retired, {report.items_deleted} items and"
-                    f" {report.objects_deleted} objects deleted{earlier}"
-                )
-            failed.extend(report.errors)
+            if report is not None:
+                failed.extend(report.errors)
     if as_json:
         _echo_json({"collections": reports})
     if failed:
         raise IngestError(f"retention left work undone ({len(failed)}): {failed[0]}; run it again once fixed")
-    if refused:
-        for other in refused[1:]:
+    if stopped:
+        for other in stopped[1:]:
             click.echo(f"error: {other.message}", err=True)
-        raise refused[0]
+        raise stopped[0]
+
+
+def _retain_one(
+    c: Context,
+    app: App,
+    conn: psycopg.Connection,
+    spec: CollectionSpec,
+    *,
+    dry_run: bool,
+    list_ids: bool,
+    yes: bool,
+    force: bool,
+    reports: list[dict[str, Any]] | None,
+) -> Report | None:
+    """Plan, print, confirm and enforce one collection's policy; the enforcement report, None on a dry run."""
+    from ingest import retention
+
+    plan = retention.plan(conn, spec)
+    if reports is not None:
+        reports.append({"plan": plan.to_dict(with_ids=list_ids)})
+    else:
+        for line in plan.lines(with_ids=list_ids):
+            click.echo(line)
+    if dry_run:
+        return None
+    if plan.count and not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError("stdin is not a terminal: pass --yes to confirm the removal")
+        click.confirm(f"Remove {plan.count} items from {spec.id}?", abort=True, err=True)
+    report = retention.enforce(
+        conn,
+        plan,
+        pgstac_dsn=c.settings.require_database_url(),
+        store=app.store,
+        force=force,
+        batch_size=c.settings.retention_batch_size,
+    )
+    if reports is not None:
+        reports[-1]["done"] = report.to_dict()
+    else:
+        n = report.finished_earlier
+        earlier = f", {n} left by an earlier run finished" if n else ""
+        click.echo(
+            f"{spec.id}: {report.retired} retired, {report.items_deleted} items and"
+            f" {report.objects_deleted} objects deleted{earlier}"
+        )
+    return report
 
 
 @cli.command("healthcheck")

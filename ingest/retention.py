@@ -21,8 +21,9 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -45,6 +46,25 @@ class RetentionRefused(IngestError):
     """The policy would leave the collection empty; an operator must say so (--force)."""
 
     exit_code = 65
+
+
+class RetentionRunning(IngestError):
+    """Another process enforces the collection's policy right now."""
+
+    exit_code = 75  # EX_TEMPFAIL: it can be run once the other one ends
+
+
+@contextmanager
+def exclusive(conn: psycopg.Connection, collection: str) -> Iterator[None]:
+    """Hold the collection's retention lock (scheduler and operator alike): a second run would
+    select the same products and race for the same items and objects."""
+    if not rt.try_lock(conn, collection):
+        raise RetentionRunning(f"{collection}: a retention run is already in progress in another process")
+    try:
+        yield
+    finally:
+        with suppress(psycopg.Error):  # a broken connection has dropped the lock with itself
+            rt.unlock(conn, collection)
 
 
 # ============================================================================ plan (pure parts)

@@ -180,7 +180,7 @@ def run_retention(settings: Settings, collection_id: str) -> None:
     from ingest.state.db import connect
 
     app = App(settings)
-    with connect(settings) as conn:
+    with connect(settings) as conn, retention.exclusive(conn, collection_id):
         plan = retention.plan(conn, app.spec(collection_id))
         retention.enforce(
             conn, plan, pgstac_dsn=settings.require_database_url(), store=app.store,
@@ -204,8 +204,9 @@ def _guarded(job: PlannedJob, settings: Settings) -> Callable[[], None]:
         except Exception as exc:
             text = str(exc) if isinstance(exc, IngestError) else f"{type(exc).__name__}: {exc}"
             first = (text.strip().splitlines() or [type(exc).__name__])[0]
-            secrets = (settings.database_url, settings.s3_secret_access_key, settings.provider_password)
-            log.error("%s failed: %s", job.id, scrub(first, *secrets), exc_info=log.isEnabledFor(logging.DEBUG))
+            log.error(
+                "%s failed: %s", job.id, scrub(first, *settings.secrets()), exc_info=log.isEnabledFor(logging.DEBUG)
+            )
 
     return run
 

@@ -28,7 +28,7 @@ from ingest.daemon.scheduler import run_retention
 from ingest.devtools.publish import plan_products, publish_generated
 from ingest.harvest import harvest
 from ingest.reader import ensure_reader
-from ingest.retention import plan
+from ingest.retention import RetentionRunning, plan
 from ingest.state.machine import State
 from tests.conftest import ROOT, Stack, run_cli
 from tests.integration.api import api_server, with_user
@@ -286,6 +286,30 @@ def test_the_scheduled_job_enforces_and_logs(world: World, stack: Stack, caplog:
     run_retention(settings, world.spec.id)
     assert set(items(world)) == kept
     assert f"retention {world.spec.id}: run " in caplog.text and "retired 4 products" in caplog.text
+
+
+def test_one_run_per_collection_at_a_time(world: World, stack: Stack) -> None:
+    """A run in progress holds the collection's lock: a second (by hand or scheduled) stops with exit 75
+    and touches nothing; a dry run still answers; once the first ends, the next one runs."""
+    removed, kept = oldest_four(world)
+    policy = {"max_age": "15d"}
+    env = world.cli_env(stack, spec_yaml(policy))
+    settings = world.settings.model_copy(update={"collections_dir": ROOT / env["INGEST_COLLECTIONS_DIR"]})
+    with psycopg.connect(world.dsn, autocommit=True) as other:
+        key = f"ingest-retention:{world.spec.id}"
+        assert other.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", [key]).fetchone() == (True,)
+        busy = retain(world, stack, policy, "--yes")
+        assert busy.returncode == 75, busy.stderr
+        assert f"{world.spec.id}: a retention run is already in progress" in busy.stderr
+        with pytest.raises(RetentionRunning):
+            run_retention(settings, world.spec.id)
+        assert set(items(world)) == removed | kept
+        assert world.conn.execute("SELECT count(*) FROM ingest.retirements").fetchone() == (0,)
+        dry = retain(world, stack, policy, "--dry-run")
+        assert dry.returncode == 0 and dry.stdout.startswith(f"{world.spec.id}: 4 of 6 items would go"), dry.stderr
+    done = retain(world, stack, policy, "--yes")
+    assert done.returncode == 0, done.stderr
+    assert set(items(world)) == kept
 
 
 def test_policy_and_deleted_items_through_the_stac_api(world: World, stack: Stack, tmp_path: Any) -> None:
