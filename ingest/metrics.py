@@ -6,7 +6,8 @@ Two kinds of metrics:
   stage durations, bytes downloaded and uploaded, products finished, failures and retries by cause,
   harvests. Each worker process counts its own; Prometheus adds them up (``sum by (...)``).
 * **Site gauges read from the database at scrape time** (``DatabaseCollector``): products per
-  state per collection, harvest lag, watermark age, last harvest age, queue depth. Served by the
+  state per collection, harvest lag, watermark age, last harvest age, queue depth, unfinished
+  retirements. Served by the
   scheduler only (every scheduler, leader or standby: the values are the same, take ``max``), so N
   workers do not run the same queries N times per scrape.
 
@@ -70,7 +71,15 @@ DOWNLOAD_RETRIES = Counter(
 )
 HARVESTS = Counter("ingest_harvests", "Harvests run, by outcome (ok, error).", ["collection", "outcome"])
 DISCOVERED = Counter("ingest_discovered_products", "New products recorded by harvests.", ["collection"])
+RETENTION_REMOVED = Counter(
+    "ingest_retention_removed_items", "Items retention removed from the catalogue.", ["collection"]
+)
 _LEADER = Gauge("ingest_scheduler_leader", "1 while this scheduler process holds the leader lock, else 0.")
+
+
+def retention_removed(collection: str, items: int) -> None:
+    if items:
+        RETENTION_REMOVED.labels(collection).inc(items)
 
 
 def stage_finished(collection: str, stage: str, seconds: float, *, downloaded: int = 0, uploaded: int = 0) -> None:
@@ -147,6 +156,7 @@ class DatabaseCollector(Collector):
 
     def _read(self) -> list[Metric]:
         from ingest.adapters.queue import job_counts
+        from ingest.state import retirements as rt
         from ingest.state.db import connect
 
         products = GaugeMetricFamily(
@@ -168,6 +178,12 @@ class DatabaseCollector(Collector):
         queue = GaugeMetricFamily(
             "ingest_queue_jobs", "Product jobs waiting (todo) and running (doing).", labels=["status"]
         )
+        retiring = GaugeMetricFamily(
+            "ingest_retirements_pending",
+            "Retired products whose item or objects are not deleted yet (a run stopped, or objects left"
+            " in place: ingest.retirements.last_error); the next retention run finishes them.",
+            labels=["collection"],
+        )
         timeout = min(self.settings.db_connect_timeout_s, 5)
         with connect(dsn=self.settings.require_database_url(), timeout_s=timeout) as conn:
             conn.execute("SET statement_timeout = 10000")
@@ -187,7 +203,10 @@ class DatabaseCollector(Collector):
             jobs.update(job_counts(conn, jobs))
             for status, n in sorted(jobs.items()):
                 queue.add_metric([status], n)
-        return [products, lag, watermark, last, queue]
+            unfinished = rt.pending_counts(conn)
+            for cid in sorted(counts.keys() | unfinished.keys()):
+                retiring.add_metric([cid], unfinished.get(cid, 0))
+        return [products, lag, watermark, last, queue, retiring]
 
 
 # --------------------------------------------------------------------------- health checks

@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
+from ingest import metrics
 from ingest.adapters import pgstac
 from ingest.adapters.s3 import ObjectStore
 from ingest.collections import CollectionSpec, Retention
@@ -261,6 +262,7 @@ def finish(
         ids = list(product_of)
         deleted = pgstac.delete_items(pgstac_dsn, collection, ids, batch_size=batch_size, on_deleted=record)
         report.items_deleted += deleted
+        metrics.retention_removed(collection, deleted)
         log.info("retention %s: %d items deleted from pgstac, extent refreshed", collection, deleted)
         todo = rt.pending(conn, collection)  # those without objects are done now
     report.seconds["items"] = report.seconds.get("items", 0.0) + time.perf_counter() - started

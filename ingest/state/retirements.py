@@ -49,6 +49,10 @@ ORDER BY c.anchored, c.item_id
 """
 
 
+# Unfinished: the item or the objects are still there (the predicate of retirements_pending_idx).
+_PENDING = "item_deleted_at IS NULL OR objects_deleted_at IS NULL"
+
+
 @dataclass(frozen=True)
 class Match:
     product_id: str
@@ -144,11 +148,16 @@ def pending(conn: psycopg.Connection, collection: str) -> list[Pending]:
     """Retirements whose item or objects are not deleted yet (a crashed or failed run's leftovers)."""
     rows = conn.execute(
         "SELECT product_id, item_id, s3_prefix, item_deleted_at IS NOT NULL, objects_deleted_at IS NOT NULL"
-        " FROM ingest.retirements WHERE collection = %s AND (item_deleted_at IS NULL OR objects_deleted_at IS NULL)"
-        " ORDER BY retired_at, product_id",
+        f" FROM ingest.retirements WHERE collection = %s AND ({_PENDING}) ORDER BY retired_at, product_id",
         [collection],
     ).fetchall()
     return [Pending(*row) for row in rows]
+
+
+def pending_counts(conn: psycopg.Connection) -> dict[str, int]:
+    """Pending retirements per collection (served by the partial index on the same predicate)."""
+    rows = conn.execute(f"SELECT collection, count(*) FROM ingest.retirements WHERE {_PENDING} GROUP BY 1")
+    return {collection: int(n) for collection, n in rows}
 
 
 def mark_items_deleted(conn: psycopg.Connection, product_ids: Sequence[str]) -> None:

@@ -287,7 +287,7 @@ def exported_metric_names() -> set[str]:
     from ingest import metrics
 
     names = {"ingest_database_up", "ingest_products", "ingest_harvest_lag_seconds", "ingest_watermark_age_seconds",
-             "ingest_last_harvest_age_seconds", "ingest_queue_jobs"}  # fmt: skip
+             "ingest_last_harvest_age_seconds", "ingest_queue_jobs", "ingest_retirements_pending"}  # fmt: skip
     site_source = Path(metrics.__file__).read_text()
     assert all(f'"{n}"' in site_source for n in names)  # the site gauges above are the collector's
     for value in vars(metrics).values():
