@@ -10,7 +10,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from ingest.errors import StateConflict
-from ingest.state import repo
+from ingest.state import repo, retirements
 from ingest.state.machine import IN_FLIGHT, State
 
 RECENT_FAILURES = 10
@@ -25,13 +25,15 @@ class CollectionStatus:
     last_harvest_at: datetime | None = None
     last_harvest_found: int | None = None
     recent_failures: list[dict[str, Any]] = field(default_factory=list)
+    retirements_pending: int = 0  # retired products whose item or objects a retention run left
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def status(conn: psycopg.Connection, collections: list[str]) -> list[CollectionStatus]:
-    """Per collection: products per state, oldest pending, watermark, last harvest, recent failures."""
+    """Per collection: products per state, oldest pending, watermark, last harvest, recent failures,
+    unfinished retirements."""
     out = {c: CollectionStatus(c) for c in collections}
     with conn.cursor(row_factory=dict_row) as cur:
         for r in cur.execute(
@@ -67,6 +69,9 @@ def status(conn: psycopg.Connection, collections: list[str]) -> list[CollectionS
             [collections, RECENT_FAILURES],
         ):
             out[r.pop("collection")].recent_failures.append(r)
+    for cid, n in retirements.pending_counts(conn).items():
+        if cid in out:
+            out[cid].retirements_pending = n
     return [out[c] for c in collections]
 
 

@@ -392,3 +392,9 @@ def test_objects_recorded_outside_the_store_prefix_are_never_deleted(world: Worl
     assert row is not None and row[0] is None and "left in place" in row[1]
     # the scheduler's site gauge shows the work left undone (the alert IngestRetentionUndone reads it)
     assert pending_gauge(world) == {world.spec.id: 1.0}
+    # and `ingest status` says so, with what to run
+    status = run_cli("status", world.spec.id, env=world.cli_env(stack, spec_yaml({"max_age": "15d"})))
+    assert status.returncode == 0, status.stderr
+    assert f"retention left 1 retired product(s) unfinished: `ingest retain {world.spec.id}`" in status.stdout
+    as_json = run_cli("status", world.spec.id, "--json", env=world.cli_env(stack, spec_yaml({"max_age": "15d"})))
+    assert json.loads(as_json.stdout)["collections"][0]["retirements_pending"] == 1
