@@ -78,8 +78,8 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="bench-acquire-", dir=args.dir))
     try:
         t = time.perf_counter()
-        archive = make_product(scratch / "src", args.size_mb) if (scratch / "src").mkdir() is None else None
-        assert archive is not None
+        (scratch / "src").mkdir()
+        archive = make_product(scratch / "src", args.size_mb)
         root = scratch / "provider"
         geometry = {"type": "Polygon", "coordinates": [[[1, 43], [2, 43], [2, 44], [1, 44], [1, 43]]]}
         when = datetime(2026, 1, 1, tzinfo=UTC)

@@ -415,9 +415,8 @@ def status_cmd(c: Context, collection: str | None, as_json: bool) -> None:
         for f in r.recent_failures:
             click.echo(f"  {f['state']:7} {f['id']}  attempt {f['attempts']}: {f['last_error']}")
         if r.retirements_pending:
-            click.echo(
-                f"  retention left {r.retirements_pending} retired product(s) unfinished: `ingest retain {r.collection}`"
-            )
+            n, cid = r.retirements_pending, r.collection
+            click.echo(f"  retention left {n} retired product(s) unfinished: `ingest retain {cid}`")
     click.echo("queue: " + (", ".join(f"{k} {v}" for k, v in sorted(depth.items())) or "empty"))
 
 

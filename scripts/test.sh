@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 echo "==> ruff";  .venv/bin/ruff check ingest tests benchmarks
-echo "==> mypy";  .venv/bin/mypy ingest
+echo "==> mypy";  .venv/bin/mypy ingest tests benchmarks
 echo "==> pytest"
 exec .venv/bin/pytest "$@"

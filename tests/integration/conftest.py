@@ -9,9 +9,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypedDict
 
 import psycopg
 import pytest
+from pydantic import SecretStr
 
 from ingest.adapters.eodag import EodagProvider
 from ingest.adapters.s3 import ObjectStore
@@ -19,7 +21,7 @@ from ingest.catalog import sync_collections
 from ingest.collections import CollectionSpec, load_spec
 from ingest.devtools.catalog import ProviderEntry
 from ingest.devtools.provider import ProviderServer
-from ingest.devtools.publish import plan_products, publish_generated
+from ingest.devtools.publish import Kind, plan_products, publish_generated
 from ingest.pipeline import Outcome, Services, process
 from ingest.settings import Settings
 from ingest.state.machine import State
@@ -27,6 +29,10 @@ from tests.conftest import ROOT, Stack
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
 SPEC_OF = {"S2_MSI_L2A": "sentinel-2-l2a", "S2_MSI_L1C": "sentinel-2-l1c", "S1_SAR_GRD": "sentinel-1-grd"}
+
+
+class _ProcessOptions(TypedDict, total=False):
+    allowed: tuple[State, ...]
 
 
 @dataclass
@@ -62,7 +68,7 @@ class World:
         force: bool = False,
     ) -> Outcome:  # fmt: skip
         s = settings or self.settings
-        kw = {"allowed": tuple(allowed)} if allowed is not None else {}
+        kw: _ProcessOptions = {"allowed": tuple(allowed)} if allowed is not None else {}
         return process(self.conn, s, product_id, spec=self.spec, services=self.services(s), force=force, **kw)
 
     def cli_env(self, stack: Stack, spec_yaml: str | None = None, **extra: str) -> dict[str, str]:
@@ -100,7 +106,7 @@ def make_world(migrated_db: str, stack: Stack, tmp_path: Path) -> Iterator[World
     bucket and provider), so watermarks, products and objects never mix between tests."""
     opened: list[tuple[ProviderServer, psycopg.Connection]] = []
 
-    def make(kind: str = "S2_MSI_L2A", count: int = 3, size: int = 60, **overrides: object) -> World:
+    def make(kind: Kind = "S2_MSI_L2A", count: int = 3, size: int = 60, **overrides: Any) -> World:
         root = tmp_path / "provider"
         plans = plan_products(count, kinds=(kind,), start=START)
         entries = [publish_generated(root, plan, size=size) for plan in plans]
@@ -111,7 +117,7 @@ def make_world(migrated_db: str, stack: Stack, tmp_path: Path) -> Iterator[World
         conn = psycopg.connect(migrated_db)
         opened.append((server, conn))
         settings = Settings(
-            database_url=migrated_db,
+            database_url=SecretStr(migrated_db),
             provider="local",
             provider_url=server.url,
             work_dir=tmp_path / "work",
@@ -119,8 +125,8 @@ def make_world(migrated_db: str, stack: Stack, tmp_path: Path) -> Iterator[World
             provider_search_retries=0,
             retry_base_delay_s=60,
             s3_endpoint_url=stack.env["INGEST_S3_ENDPOINT_URL"],
-            s3_access_key_id=stack.env["INGEST_S3_ACCESS_KEY_ID"],
-            s3_secret_access_key=stack.env["INGEST_S3_SECRET_ACCESS_KEY"],
+            s3_access_key_id=SecretStr(stack.env["INGEST_S3_ACCESS_KEY_ID"]),
+            s3_secret_access_key=SecretStr(stack.env["INGEST_S3_SECRET_ACCESS_KEY"]),
             s3_region=stack.env["INGEST_S3_REGION"],
             s3_bucket="b-" + secrets.token_hex(6),
             convert_workers=2,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import yaml
@@ -15,7 +16,7 @@ def test_sync_upserts_three_collections(stack: Stack, stack_env: dict[str, str])
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("synced") == 3
     with psycopg.connect(stack.dsn) as conn:
-        rows = dict(conn.execute("SELECT id, content FROM pgstac.collections").fetchall())
+        rows: dict[str, Any] = dict(conn.execute("SELECT id, content FROM pgstac.collections").fetchall())
     assert set(rows) >= {"sentinel-2-l2a", "sentinel-2-l1c", "sentinel-1-grd"}
     l2a = rows["sentinel-2-l2a"]
     assert l2a["title"] == "Sentinel-2 Level-2A"

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import rasterio
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]  # no stubs; as in ingest/devtools/complete.py
 from rio_cogeo.cogeo import cog_validate
 
 from ingest.adapters import pgstac

@@ -43,7 +43,7 @@ def _kind(safe: Path) -> str:
 
 def _same_value(a: Any, b: Any) -> bool:
     if isinstance(a, float) or isinstance(b, float):
-        return a == pytest.approx(b, rel=1e-9, abs=1e-9)
+        return bool(a == pytest.approx(b, rel=1e-9, abs=1e-9))
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict) and isinstance(b, dict):

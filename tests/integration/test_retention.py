@@ -136,7 +136,7 @@ def assert_extent_follows_items(world: World) -> None:
 
 def assert_retired_exactly(world: World, removed: set[str], kept: set[str], keys_before: dict[str, set[str]]) -> None:
     assert set(items(world)) == kept
-    states = dict(
+    states: dict[str, str] = dict(
         world.conn.execute("SELECT item_id, state FROM ingest.products WHERE collection = %s", [world.spec.id])
     )
     assert {i for i, s in states.items() if s == "retired"} == removed
@@ -352,7 +352,7 @@ def test_policy_and_deleted_items_through_the_stac_api(world: World, stack: Stac
 
             url = f"{api.url}/deleted-items"
             since = before.isoformat().replace("+00:00", "Z")
-            page = requests.get(url, params={"since": since, "collection": spec.id, "limit": 3}, timeout=10).json()
+            page = requests.get(url, params={"since": since, "collection": spec.id, "limit": "3"}, timeout=10).json()
             listed = [d["id"] for d in page["deleted"]]
             assert len(listed) == 3 and all(d["collection"] == spec.id for d in page["deleted"])
             nxt = next(link["href"] for link in page["links"] if link["rel"] == "next")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from pydantic import SecretStr
 
 from ingest.adapters import pgstac
 from ingest.adapters.queue import ProductQueue
@@ -152,7 +153,7 @@ def test_scheduler_stands_by_then_leads_survives_a_failing_job_and_stops_on_the_
     (tmp_path / "collections").mkdir()
     shutil.copy(ROOT / "collections" / "sentinel-2-l2a.yaml", tmp_path / "collections")
     settings = Settings(
-        database_url=migrated_db, collections_dir=tmp_path / "collections", work_dir=tmp_path / "work",
+        database_url=SecretStr(migrated_db), collections_dir=tmp_path / "collections", work_dir=tmp_path / "work",
         provider_url=f"http://127.0.0.1:{free_port()}", provider_search_retries=0, leader_poll_s=0.2,
         _env_file=None,
     )  # type: ignore[call-arg]  # fmt: skip
@@ -208,7 +209,7 @@ def walk(conn: psycopg.Connection, product_id: str, *states: State) -> None:
 def test_reconcile_requeues_only_jobs_whose_worker_went_silent(migrated_db: str, db: psycopg.Connection) -> None:
     """The same repair on rows written by hand: a dead worker (old heartbeat), a pruned one (row gone)
     and a live one; products downloaded, catalogued (died after finishing) and converted."""
-    settings = Settings(database_url=migrated_db, stall_timeout_s=60, _env_file=None)  # type: ignore[call-arg]
+    settings = Settings(database_url=SecretStr(migrated_db), stall_timeout_s=60, _env_file=None)  # type: ignore[call-arg]
     spec = load_spec(ROOT / "collections" / "sentinel-2-l2a.yaml").model_copy(update={"id": "t-stalled"})
     ids = repo.insert_discovered(db, [
         repo.DiscoveredProduct(f"P{i}", spec.id, "local", None, None, None, None, None, None) for i in range(3)
@@ -226,15 +227,17 @@ def test_reconcile_requeues_only_jobs_whose_worker_went_silent(migrated_db: str,
             "UPDATE procrastinate_jobs SET status = 'doing', worker_id = %s WHERE args->>'product_id' = %s",
             [worker, pid],
         )
-    job_of = dict(db.execute("SELECT args->>'product_id', id FROM procrastinate_jobs").fetchall())
+    job_of: dict[str, int] = dict(db.execute("SELECT args->>'product_id', id FROM procrastinate_jobs").fetchall())
 
     report = reconcile(settings, {spec.id: spec})
     assert sorted(report.requeued_jobs) == sorted([job_of[dead], job_of[finished]])
     assert report.released_stalled == [dead]  # the catalogued one stays catalogued; its job will skip it
     assert report.enqueued == []  # `dead` is due again, but its own job is waiting for it
-    status = dict(db.execute("SELECT args->>'product_id', status::text FROM procrastinate_jobs").fetchall())
+    status: dict[str, str] = dict(
+        db.execute("SELECT args->>'product_id', status::text FROM procrastinate_jobs").fetchall()
+    )
     assert status == {dead: "todo", finished: "todo", alive: "doing"}
-    states = dict(db.execute("SELECT id, state FROM ingest.products").fetchall())
+    states: dict[str, str] = dict(db.execute("SELECT id, state FROM ingest.products").fetchall())
     assert states == {dead: "discovered", finished: "catalogued", alive: "converted"}
     assert repo.events_of(db, dead)[-1]["message"] == f"released: worker {old} stalled"
 

@@ -112,6 +112,7 @@ def test_cors_allows_any_origin_by_default(server: ApiServer) -> None:
 def test_collections(client: Client) -> None:
     assert {c.id for c in client.get_collections()} == {"coll-a", "coll-b"}
     coll = client.get_collection("coll-a")
+    assert coll is not None
     assert coll.id == "coll-a"
     assert {i.id for i in coll.get_items()} == ids_where(lambda c, *_: c == "coll-a")
 

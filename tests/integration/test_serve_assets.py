@@ -8,6 +8,7 @@ import hashlib
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal, TypedDict
 from urllib.parse import urlsplit
 
 import boto3
@@ -26,6 +27,12 @@ from ingest.state.machine import State
 from tests.conftest import Stack
 from tests.integration.api import ApiServer, api_server, with_user
 from tests.integration.conftest import World, WorldFactory
+
+
+class _Payer(TypedDict, total=False):
+    """The optional part of a ``get_object`` request."""
+
+    RequestPayer: Literal["requester"]
 
 
 @pytest.fixture
@@ -81,9 +88,10 @@ def test_served_s3_assets_say_how_to_read_them(world: World, server: ApiServer, 
         endpoint_url=blue[ENDPOINT_FIELD],
         region_name=blue["storage:region"],
         config=Config(s3={"addressing_style": "path"}),
-        **creds,
+        aws_access_key_id=creds["aws_access_key_id"],
+        aws_secret_access_key=creds["aws_secret_access_key"],
     )
-    extra = {"RequestPayer": "requester"} if blue["storage:requester_pays"] else {}
+    extra: _Payer = {"RequestPayer": "requester"} if blue["storage:requester_pays"] else {}
     data = s3.get_object(Bucket=bucket, Key=key, **extra)["Body"].read()
     assert len(data) == blue["file:size"]
     assert "1220" + hashlib.sha256(data).hexdigest() == blue["file:checksum"]

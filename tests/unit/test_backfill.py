@@ -14,6 +14,7 @@ import pytest
 from ingest import backfill as bf
 from ingest.collections import load_spec
 from ingest.stages.artifacts import ProviderProduct
+from ingest.state.backfills import Chunk
 from tests.conftest import ROOT
 
 DAY = timedelta(days=1)
@@ -265,7 +266,7 @@ def test_dry_run_lines() -> None:
 
 
 def _plan(total: int, done: int) -> bf.Plan:
-    return bf.Plan("x", [bf.Chunk(t(1) + i * DAY, t(2) + i * DAY, done=i < done) for i in range(total)])
+    return bf.Plan("x", [Chunk(t(1) + i * DAY, t(2) + i * DAY, done=i < done) for i in range(total)])
 
 
 def test_progress_is_a_bar_on_a_terminal_and_log_lines_otherwise() -> None:

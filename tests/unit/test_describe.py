@@ -505,7 +505,9 @@ def test_storage_v2_is_reported_not_checked_rather_than_crashing() -> None:
 
 def normalise_back(doc: dict[str, Any]) -> dict[str, Any]:
     """A golden document made valid again (its placeholders replaced by real values)."""
-    out = json.loads(json.dumps(doc).replace("<public>/", f"{PUBLIC_BASE}/").replace("<s3>/", f"s3://{STORE.bucket}/"))
+    out: dict[str, Any] = json.loads(
+        json.dumps(doc).replace("<public>/", f"{PUBLIC_BASE}/").replace("<s3>/", f"s3://{STORE.bucket}/")
+    )
     out["properties"]["created"] = out["properties"]["updated"] = NOW_TEXT
     out["properties"]["processing:software"] = {name: "1.0" for name in out["properties"]["processing:software"]}
     return out

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+from pydantic import SecretStr
 
 from ingest import logs
 from ingest.settings import Settings
@@ -21,12 +22,12 @@ SECRETS = (DB_PASSWORD, API_PASSWORD, S3_SECRET, PROVIDER_PASSWORD, "AKIDLOCAL12
 
 def configured() -> Settings:
     return Settings(
-        database_url=f"postgresql://ingest:{DB_PASSWORD}@db.example:5432/ingest",
-        api_database_url=f"postgresql://reader:{API_PASSWORD}@db.example:5432/ingest",
-        s3_access_key_id="AKIDLOCAL12345",
-        s3_secret_access_key=S3_SECRET,
-        provider_username="someone@example.org",
-        provider_password=PROVIDER_PASSWORD,
+        database_url=SecretStr(f"postgresql://ingest:{DB_PASSWORD}@db.example:5432/ingest"),
+        api_database_url=SecretStr(f"postgresql://reader:{API_PASSWORD}@db.example:5432/ingest"),
+        s3_access_key_id=SecretStr("AKIDLOCAL12345"),
+        s3_secret_access_key=SecretStr(S3_SECRET),
+        provider_username=SecretStr("someone@example.org"),
+        provider_password=SecretStr(PROVIDER_PASSWORD),
         _env_file=None,  # type: ignore[call-arg]
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -16,7 +17,7 @@ from ingest.state.machine import State
 from tests.conftest import free_port
 
 
-def settings(**kw: object) -> Settings:
+def settings(**kw: Any) -> Settings:
     return Settings(_env_file=None, **kw)  # type: ignore[call-arg]
 
 

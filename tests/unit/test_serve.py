@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from ingest.errors import ConfigError
 from ingest.reader import ServingRole, check_serving_role, role_of, scram_verifier
@@ -16,8 +18,8 @@ from ingest.settings import Settings
 DSN = "postgresql://api:s%40cret@db.example.org:6543/cat"
 
 
-def settings(**kw: object) -> Settings:
-    return Settings(_env_file=None, api_database_url=DSN, **kw)  # type: ignore[call-arg]
+def settings(**kw: Any) -> Settings:
+    return Settings(_env_file=None, api_database_url=SecretStr(DSN), **kw)  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize(

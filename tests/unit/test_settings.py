@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ingest.errors import ConfigError
 from ingest.settings import load_settings, redact_dsn, scrub
 
 
-def test_defaults_load_without_any_configuration(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+def test_defaults_load_without_any_configuration(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     s = load_settings()
     assert s.s3_bucket == "eo-catalogue"
@@ -15,14 +17,14 @@ def test_defaults_load_without_any_configuration(monkeypatch: pytest.MonkeyPatch
         s.require_database_url()
 
 
-def test_unknown_prefixed_variable_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+def test_unknown_prefixed_variable_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("INGEST_S3_BUKET", "typo")
     with pytest.raises(ConfigError, match="INGEST_S3_BUKET"):
         load_settings()
 
 
-def test_unknown_key_in_dotenv_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+def test_unknown_key_in_dotenv_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".env").write_text("POSTGRES_USER=someone-elses\nINGEST_NOPE=1\n")
     with pytest.raises(ConfigError, match=r"unknown setting\(s\) in .env: INGEST_NOPE"):
@@ -31,14 +33,16 @@ def test_unknown_key_in_dotenv_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_
     assert load_settings().s3_bucket == "b"
 
 
-def test_invalid_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+def test_invalid_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("INGEST_STACK_PG_PORT", "80")
     with pytest.raises(ConfigError, match="INGEST_STACK_PG_PORT"):
         load_settings()
 
 
-def test_dotenv_overrides_stack_env_and_environment_overrides_both(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+def test_dotenv_overrides_stack_env_and_environment_overrides_both(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".stack").mkdir()
     (tmp_path / ".stack" / "stack.env").write_text(
@@ -50,7 +54,7 @@ def test_dotenv_overrides_stack_env_and_environment_overrides_both(monkeypatch: 
     assert (s.s3_bucket, s.s3_prefix, s.s3_region) == ("from-env", "p-dotenv", "r-stack")
 
 
-def test_secrets_never_show_in_repr(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+def test_secrets_never_show_in_repr(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("INGEST_DATABASE_URL", "postgresql://u:hunter2@db:5432/x")
     monkeypatch.setenv("INGEST_S3_SECRET_ACCESS_KEY", "s3cr3t-key")
@@ -66,7 +70,7 @@ def test_redact_and_scrub() -> None:
     assert scrub("failed for pw at h", "pw", None) == "failed for *** at h"
 
 
-def test_storage_fields_come_from_the_s3_settings(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+def test_storage_fields_come_from_the_s3_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from ingest.pipeline import storage_access
 
     monkeypatch.chdir(tmp_path)
