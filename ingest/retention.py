@@ -10,9 +10,10 @@ state the next run finishes and never one a reader can trip on:
 3. objects: deleted under the item's own prefix, then the rows marked. A crash before the mark
    just deletes again (nothing there) on the next run.
 
-Every run starts by finishing the retirements an earlier run left pending. Objects are deleted only
-under ``{store prefix}/{collection}/{item id}/`` of the configured store, and only when that is where
-the product recorded them; anything else is left and reported.
+Every run starts by finishing the retirements an earlier run left pending, and callers hold the
+collection's lock (``exclusive``) from the plan to the end, so two runs never race. Objects are
+deleted only under ``{store prefix}/{collection}/{item id}/`` of the configured store, and only when
+that is where the product recorded them; anything else is left and reported.
 """
 
 from __future__ import annotations
