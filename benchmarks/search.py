@@ -1,7 +1,7 @@
 """Benchmark: STAC API search on a 1,000,000-item catalogue vs a 1,000-item one, same queries, same run.
 
-    .venv/bin/python benchmarks/search.py [--items 1000000] [--small-items 1000] [--requests 200]
-                                          [--concurrency 4] [--partition none|month|year]
+    .venv/bin/python benchmarks/search.py [--items 1000000] [--requests 200] [--concurrency 4]
+                                          [--workers 1] [--context on] [--partition none|month|year]
 
 What it builds (a throw-away stack on free ports, removed at the end): two databases on one
 PostgreSQL cluster, each a catalogue with one collection ``sentinel-2-l2a`` (the project's own

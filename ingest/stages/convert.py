@@ -6,7 +6,7 @@
 How a band is converted
 -----------------------
 1. Open the source; decide nodata and georeferencing (below).
-2. Stage it: decode it once into an uncompressed tiled GeoTIFF (in memory up to 512 MB of
+2. Stage it: decode it once into an uncompressed tiled GeoTIFF (in memory up to 256 MiB of
    pixels, else in the scratch directory), reading whole rows of source blocks so that every
    JPEG 2000 tile is decoded exactly once. Band descriptions, scale/offset, colour
    interpretation and tags go along.
