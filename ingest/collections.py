@@ -200,6 +200,12 @@ class CogProfile(_Strict):
     bands: dict[str, BandKind] = Field(default_factory=dict, description="asset key -> band kind")
     default_kind: BandKind = "reflectance"
 
+    @field_validator("resampling")
+    @classmethod
+    def _over_defaults(cls, v: dict[BandKind, Resampling]) -> dict[BandKind, Resampling]:
+        # a file names the kinds it changes; the others keep theirs (masks must stay nearest)
+        return {**DEFAULT_RESAMPLING, **v}
+
     def kind_of(self, asset_key: str) -> BandKind:
         return self.bands.get(asset_key, self.default_kind)
 

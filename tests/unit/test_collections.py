@@ -195,3 +195,12 @@ def test_retention_policy_is_published_in_the_collection_document(tmp_path: Path
 def test_iso_duration(delta: timedelta, iso: str) -> None:
     assert col.iso_duration(delta) == iso
     assert col.parse_duration(iso) == delta
+
+
+def test_a_resampling_override_changes_only_the_kinds_it_names() -> None:
+    from ingest.collections import DEFAULT_RESAMPLING, CogProfile
+
+    profile = CogProfile.model_validate({"resampling": {"visual": "bilinear"}, "bands": {"tci": "visual"}})
+    assert profile.resampling_for("tci") == "bilinear"
+    assert profile.resampling_for("red") == "average"  # reflectance keeps its default
+    assert profile.resampling == {**DEFAULT_RESAMPLING, "visual": "bilinear"}
