@@ -24,6 +24,12 @@ class IngestError(Exception):
         return self.message
 
 
+def first_line(exc: BaseException) -> str:
+    """An error as one line for a log or a report: an IngestError's own text, anything else with its type."""
+    text = str(exc) if isinstance(exc, IngestError) else f"{type(exc).__name__}: {exc}"
+    return (text.strip().splitlines() or [type(exc).__name__])[0]
+
+
 class ConfigError(IngestError):
     """A setting or a collection file is wrong: fixing the configuration is the only cure."""
 

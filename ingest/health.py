@@ -25,7 +25,7 @@ from typing import Any
 
 import requests
 
-from ingest.errors import IngestError
+from ingest.errors import IngestError, first_line
 from ingest.settings import Settings, redact_dsn, scrub
 
 CHECKS = ("database", "s3", "provider", "scheduler")
@@ -85,7 +85,7 @@ def check_provider(settings: Settings, timeout_s: float) -> str:
     try:
         r = requests.get(url, timeout=timeout_s, allow_redirects=True)
     except requests.RequestException as exc:
-        raise Unhealthy(f"provider {settings.provider!r} at {url} unreachable: {_first_line(exc)}") from None
+        raise Unhealthy(f"provider {settings.provider!r} at {url} unreachable: {first_line(exc)}") from None
     if r.status_code >= 500:
         raise Unhealthy(f"provider {settings.provider!r} at {url} answers HTTP {r.status_code}")
     return f"{settings.provider!r} at {url} answers HTTP {r.status_code}"
@@ -124,15 +124,10 @@ def check_url(url: str, timeout_s: float) -> str:
     try:
         r = requests.get(url, timeout=timeout_s)
     except requests.RequestException as exc:
-        raise Unhealthy(f"{url} unreachable: {_first_line(exc)}") from None
+        raise Unhealthy(f"{url} unreachable: {first_line(exc)}") from None
     if r.status_code != 200:
         raise Unhealthy(f"{url} answers HTTP {r.status_code}: {r.text.strip()[:200]}")
     return f"{url} answers 200"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = exc.message if isinstance(exc, IngestError) else f"{type(exc).__name__}: {exc}"
-    return (text.strip().splitlines() or [type(exc).__name__])[0]
 
 
 def run(
@@ -158,9 +153,9 @@ def _timed(name: str, func: Callable[[], str], settings: Settings) -> CheckResul
     try:
         detail, ok = func(), True
     except (Unhealthy, IngestError) as exc:
-        detail, ok = _first_line(exc) if isinstance(exc, IngestError) else str(exc), False
+        detail, ok = first_line(exc) if isinstance(exc, IngestError) else str(exc), False
     except Exception as exc:  # a library error we did not translate: still one line, still this check's
-        detail, ok = f"{name}: {_first_line(exc)}", False
+        detail, ok = f"{name}: {first_line(exc)}", False
     for dsn in (settings.database_url, settings.api_database_url):
         if dsn is not None:
             detail = detail.replace(dsn.get_secret_value(), redact_dsn(dsn.get_secret_value()))

@@ -7,9 +7,8 @@ Two kinds of metrics:
   harvests. Each worker process counts its own; Prometheus adds them up (``sum by (...)``).
 * **Site gauges read from the database at scrape time** (``DatabaseCollector``): products per
   state per collection, harvest lag, watermark age, last harvest age, queue depth, unfinished
-  retirements. Served by the
-  scheduler only (every scheduler, leader or standby: the values are the same, take ``max``), so N
-  workers do not run the same queries N times per scrape.
+  retirements. Served by the scheduler only (every scheduler, leader or standby: the values are the
+  same, take ``max``), so N workers do not run the same queries N times per scrape.
 
 ``serve(settings, role, ...)`` starts the server on ``INGEST_METRICS_HOST:INGEST_METRICS_PORT``
 (0 = off) with ``/metrics``, ``/livez`` (the process's main loop is alive; no dependency checked, so
@@ -32,7 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, His
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ingest.errors import ConfigError, IngestError
+from ingest.errors import ConfigError, IngestError, first_line
 from ingest.settings import Settings, scrub
 
 log = logging.getLogger(__name__)
@@ -150,9 +149,7 @@ class DatabaseCollector(Collector):
         yield from families
 
     def _clean(self, exc: BaseException) -> str:
-        text = exc.message if isinstance(exc, IngestError) else f"{type(exc).__name__}: {exc}"
-        first = (text.strip().splitlines() or [type(exc).__name__])[0]
-        return scrub(first, self.settings.database_url)
+        return scrub(first_line(exc), self.settings.database_url)
 
     def _read(self) -> list[Metric]:
         from ingest.adapters.queue import job_counts

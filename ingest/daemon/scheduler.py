@@ -35,7 +35,7 @@ from ingest import collections as col
 from ingest import metrics
 from ingest.collections import CollectionSpec
 from ingest.daemon.leader import LeaderLock
-from ingest.errors import DatabaseUnavailable, IngestError
+from ingest.errors import DatabaseUnavailable, IngestError, first_line
 from ingest.settings import Settings, scrub
 from ingest.state import repo
 from ingest.state.db import connect
@@ -202,11 +202,8 @@ def _guarded(job: PlannedJob, settings: Settings) -> Callable[[], None]:
         try:
             job.func(*job.args)
         except Exception as exc:
-            text = str(exc) if isinstance(exc, IngestError) else f"{type(exc).__name__}: {exc}"
-            first = (text.strip().splitlines() or [type(exc).__name__])[0]
-            log.error(
-                "%s failed: %s", job.id, scrub(first, *settings.secrets()), exc_info=log.isEnabledFor(logging.DEBUG)
-            )
+            first = scrub(first_line(exc), *settings.secrets())
+            log.error("%s failed: %s", job.id, first, exc_info=log.isEnabledFor(logging.DEBUG))
 
     return run
 
