@@ -23,7 +23,7 @@ import time
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -36,6 +36,7 @@ from ingest.stages.artifacts import ArchiveStream, ProviderProduct
 from ingest.stages.checksums import Checksum, FollowingHasher, StreamHasher, file_digest, parse_checksum
 from ingest.stages.manifest import (
     MANIFEST_NAMES,
+    ManifestEntry,
     ManifestError,
     parse_manifest,
     verify_manifest,
@@ -55,6 +56,8 @@ log = logging.getLogger(__name__)
 # Members larger than this that the manifest will verify get no CRC-32 while streaming: their MD5 /
 # SHA3-256 checks the same bytes, more strongly. Those the manifest does not cover get it after.
 CRC_DEFER_BYTES = 4 << 20
+# A manifest larger than this is not read ahead of the verification (it reads it anyway).
+MANIFEST_MAX_BYTES = 64 << 20
 
 # The manifest usually comes last in an archive: until it has been read, members are hashed with
 # the algorithm the previous manifest of the same collection used (a guess: a wrong one costs a
@@ -147,12 +150,17 @@ def manifest_algorithms(archive: Path) -> dict[str, str]:
     try:
         with zipfile.ZipFile(archive) as zf:
             names = [n for n in zf.namelist() if n.count("/") == 1 and n.rsplit("/", 1)[1] in MANIFEST_NAMES]
-            if len(names) != 1 or zf.getinfo(names[0]).file_size > 64 << 20:
+            if len(names) != 1 or zf.getinfo(names[0]).file_size > MANIFEST_MAX_BYTES:
                 return {}
             top = names[0].split("/", 1)[0]
             entries = parse_manifest(zf.read(names[0]))
     except (zipfile.BadZipFile, zlib.error, ManifestError, OSError, EOFError):
         return {}
+    return _algorithms(top, entries)
+
+
+def _algorithms(top: str, entries: Iterable[ManifestEntry]) -> dict[str, str]:
+    """Archive member name -> checksum algorithm, for the manifest entries of SAFE folder ``top``."""
     return {f"{top}/{e.path}": e.checksum.algorithm for e in entries if e.checksum is not None}
 
 
@@ -197,19 +205,19 @@ class _DigestHints:
 
     def member_done(self, member: StreamedMember, path: Path) -> None:
         top, _, name = member.path.partition("/")
-        if self.algorithms is not None or name not in MANIFEST_NAMES or member.size > 64 << 20:
+        if self.algorithms is not None or name not in MANIFEST_NAMES or member.size > MANIFEST_MAX_BYTES:
             return
         try:
             entries = parse_manifest(path.read_bytes(), name)
         except (ManifestError, OSError):
             return  # the verification after unpacking says what is wrong with it
-        self.algorithms = {f"{top}/{e.path}": e.checksum.algorithm for e in entries if e.checksum is not None}
+        self.algorithms = _algorithms(top, entries)
         if self.algorithms:
             _last_algorithm[self.collection] = Counter(self.algorithms.values()).most_common(1)[0][0]
 
     def listed(self, safe: Path) -> set[str]:
         """Members under ``safe`` the manifest lists with a checksum (read while streaming, the same
-        bytes ``verify_unpacked`` then checked); none when it was not read (over 64 MiB)."""
+        bytes ``verify_unpacked`` then checked); none when it was not read (over MANIFEST_MAX_BYTES)."""
         return {path for path in self.algorithms or {} if path.startswith(safe.name + "/")}
 
 
