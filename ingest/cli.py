@@ -161,7 +161,7 @@ def db_create_reader(c: Context) -> None:
 
 def _create_reader(settings: Settings) -> None:
     from ingest.reader import ensure_reader
-    from ingest.serve import require_api_dsn
+    from ingest.api.serve import require_api_dsn
 
     role = ensure_reader(settings.require_database_url(), require_api_dsn(settings))
     click.echo(f"read-only API role {role}: member of pgstac_read, cannot write the catalogue")
@@ -173,13 +173,15 @@ def _create_reader(settings: Settings) -> None:
 @cli.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (a proxy adds HTTPS).")
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
-@click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Server processes.")
+@click.option(
+    "--workers", type=click.IntRange(1, 64), default=None, help="Server processes [default: INGEST_API_WORKERS, 2]."
+)
 @pass_ctx
-def serve_cmd(c: Context, host: str, port: int, workers: int) -> None:
+def serve_cmd(c: Context, host: str, port: int, workers: int | None) -> None:
     """Serve the catalogue read-only as a STAC API, as the role of INGEST_API_DATABASE_URL, until SIGTERM."""
-    from ingest.serve import run
+    from ingest.api.serve import run
 
-    run(c.settings, host=host, port=port, workers=workers)
+    run(c.settings, host=host, port=port, workers=workers or c.settings.api_workers)
 
 
 # ----------------------------------------------------------------------------- collections

@@ -136,6 +136,40 @@ class Settings(BaseSettings):
         "auto = estimated above pgstac's cost thresholds, off = no numberMatched.",
     )
 
+    # --- STAC API bounds: checked before any parser sees the request (ingest.api.bounds) ---
+    api_workers: int = Field(
+        default=2, ge=1, le=64, description="Worker processes of `ingest serve`; a dead one is replaced."
+    )
+    api_max_query_bytes: int = Field(default=16_384, ge=1024, description="Longest query string (414 above).")
+    api_max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest request body (413 above).")
+    api_max_list_length: int = Field(
+        default=250, ge=1, description="Most entries in ids, collections and fields of one request."
+    )
+    api_max_sortby: int = Field(default=8, ge=1, description="Most sort keys in one request.")
+    api_max_filter_depth: int = Field(
+        default=10, ge=1, le=100, description="Deepest nesting of operations in a CQL2 filter."
+    )
+    api_max_filter_nodes: int = Field(default=1000, ge=10, description="Most values and operations in a CQL2 filter.")
+    api_max_geometry_vertices: int = Field(
+        default=10_000, ge=4, description="Most vertices in an intersects geometry (or one in a filter)."
+    )
+    api_max_limit: int = Field(
+        default=1000, ge=1, le=10_000, description="Largest page; a larger limit is served as this (OGC API)."
+    )
+    api_max_free_text_terms: int = Field(default=20, ge=1, description="Most words in a collection search q.")
+    api_body_timeout_s: float = Field(
+        default=10.0, gt=0, description="Time a client has to send a request body (408 after)."
+    )
+    api_header_timeout_s: float = Field(
+        default=10.0, gt=0, description="Time a client has to send a request's headers (connection closed after)."
+    )
+    api_statement_timeout_s: float = Field(
+        default=15.0, gt=0, description="statement_timeout of the API's database sessions (and its role)."
+    )
+    api_idle_in_transaction_timeout_s: float = Field(
+        default=15.0, gt=0, description="idle_in_transaction_session_timeout of the API's sessions (and its role)."
+    )
+
     # --- files ---
     collections_dir: Path = Path("collections")
     work_dir: Path = Path(".work")

@@ -226,6 +226,6 @@ def run(settings: Settings, *, host: str, port: int, workers: int = 1) -> None:
             STAC_FASTAPI_LANDING_ID=settings.api_landing_id,
             STAC_FASTAPI_VERSION=_version(),
         )
-        uvicorn.run("ingest.serve:create_app", factory=True, workers=workers, **common)
+        uvicorn.run("ingest.api.serve:create_app", factory=True, workers=workers, **common)
     else:
         uvicorn.run(build_app(settings), **common)
