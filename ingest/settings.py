@@ -125,7 +125,7 @@ class Settings(BaseSettings):
     )
     api_landing_id: str = Field(default="eo-ingest", description="Id of the landing page (catalog id).")
     api_deletions_settle_s: float = Field(
-        default=60.0, ge=0, description="/deleted-items holds back deletions younger than this (see ingest.deletions)."
+        default=60.0, ge=0, description="/deleted-items holds back deletions younger than this (see ingest.api.deletions)."
     )
     api_cors_origins: Annotated[list[str], NoDecode] = Field(
         default=["*"], description="Origins browsers may call the API from: comma-separated, or * for any."

@@ -39,7 +39,10 @@ from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
 from stac_fastapi.pgstac.models.extensions import Extensions
 
 from ingest import logs
-from ingest.deletions import add_deleted_items
+from ingest.api import errors, http
+from ingest.api.bounds import Limits
+from ingest.api.deletions import add_deleted_items
+from ingest.api.guard import Guard
 from ingest.errors import ConfigError
 from ingest.reader import check_serving_role, inspect_role
 from ingest.settings import Settings, load_settings, redact_dsn
@@ -114,7 +117,11 @@ def postgres_settings(settings: Settings) -> PostgresSettings:
         server_settings=ServerSettings(
             search_path="pgstac,public",
             application_name=APPLICATION_NAME,
-            **{"pgstac.context": settings.api_context},  # a GUC pgstac reads before its settings table
+            statement_timeout=f"{int(settings.api_statement_timeout_s * 1000)}ms",
+            idle_in_transaction_session_timeout=f"{int(settings.api_idle_in_transaction_timeout_s * 1000)}ms",
+            # GUCs pgstac reads before its settings table: readonly = no row in pgstac.searches or
+            # search_wheres per distinct search (a public API would let anyone fill the database)
+            **{"pgstac.context": settings.api_context, "pgstac.readonly": "true"},
         ),
     )
 
@@ -155,6 +162,10 @@ def build_app(settings: Settings) -> FastAPI:
     app: FastAPI = api.app
     _add_healthz(app)
     add_deleted_items(app, settle_s=settings.api_deletions_settle_s)
+    errors.install(app, statement_timeout_s=settings.api_statement_timeout_s)
+    # added last, so outermost: it sees the request before stac-fastapi's middlewares and routes
+    app.add_middleware(Guard, limits=Limits.from_settings(settings), body_timeout_s=settings.api_body_timeout_s)
+    http.configure(settings.api_header_timeout_s)
     return app
 
 
@@ -200,8 +211,11 @@ def _exit_cleanly(signum: int, frame: object) -> None:
     sys.exit(0)
 
 
-def run(settings: Settings, *, host: str, port: int, workers: int = 1) -> None:
-    """Serve until SIGTERM/SIGINT (uvicorn stops gracefully: running requests finish); exit 0 on SIGTERM."""
+def run(settings: Settings, *, host: str, port: int, workers: int = 2) -> None:
+    """Serve until SIGTERM/SIGINT (uvicorn stops gracefully: running requests finish); exit 0 on SIGTERM.
+
+    With several workers uvicorn's supervisor replaces one that dies, so a crash costs the requests
+    that worker had, not the service."""
     import uvicorn
 
     # uvicorn shuts down on SIGTERM, restores the handler it found and raises the signal again; with
@@ -216,6 +230,10 @@ def run(settings: Settings, *, host: str, port: int, workers: int = 1) -> None:
         "log_config": None,  # keep our logging set-up (JSON lines or text), uvicorn's loggers included
         "proxy_headers": True,  # links follow X-Forwarded-Proto/Host of the HTTPS proxy in front
         "server_header": False,
+        "http": http.HeaderTimeoutProtocol,
+        "timeout_keep_alive": 5,
+        # a worker that stops answering its supervisor is killed and replaced (so is one that died)
+        "timeout_worker_healthcheck": 10,
     }
     if workers > 1:
         # several processes need an import string; each builds its app from the same settings, and

@@ -25,6 +25,8 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Query, Request
 from stac_fastapi.pgstac.db import get_connection
 
+from ingest.api.bounds import Refused, check_datetime
+
 MAX_LIMIT = 10_000
 _SQL = """
 SELECT collection, item_id, item_deleted_at FROM ingest.retirements
@@ -41,13 +43,13 @@ def _rfc3339(when: datetime) -> str:
 
 
 def _parse_time(text: str, what: str) -> datetime:
+    if "/" in text:
+        raise HTTPException(400, f"{what} is one RFC 3339 date-time, not an interval: {text[:40]!r}")
     try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise HTTPException(400, f"{what} is not an RFC 3339 date-time: {text!r}") from None
-    if when.tzinfo is None:
-        raise HTTPException(400, f"{what} needs a UTC offset (e.g. 2026-03-01T00:00:00Z): {text!r}")
-    return when
+        check_datetime(text, what)  # the form, and a range the database can compare (no overflow)
+    except Refused as refusal:
+        raise HTTPException(refusal.status, refusal.message) from None
+    return datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
 
 
 def encode_token(when: datetime, collection: str, item_id: str) -> str:
