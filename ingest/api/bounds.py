@@ -136,14 +136,17 @@ def load_json(text: str, what: str) -> Any:
 
 
 def walk(value: Any) -> Iterator[tuple[Any, int]]:
-    """Every value inside a parsed JSON document with its container depth, without recursion."""
+    """Every value inside a parsed JSON document with its container depth, pre-order, without
+    recursion. Keys are not values: a key holding a NUL is reported as the string itself."""
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         node, depth = stack.pop()
         yield node, depth
         if isinstance(node, dict):
             stack.extend((v, depth + 1) for v in node.values())
-            stack.extend((k, depth + 1) for k in node)
+            bad_key = next((k for k in node if "\x00" in k), None)
+            if bad_key is not None:
+                yield bad_key, depth + 1
         elif isinstance(node, list):
             stack.extend((v, depth + 1) for v in node)
 
@@ -404,4 +407,3 @@ def _check_query_ext(query: Any, limits: Limits) -> None:
 def _one_line(text: str, limit: int = 200) -> str:
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
-
