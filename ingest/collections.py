@@ -12,10 +12,10 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ingest.errors import CollectionSpecError
+from ingest.yamlfile import YamlFileError, format_field, load_mapping
 
 STAC_VERSION = "1.1.0"
 _DURATION = re.compile(
@@ -295,29 +295,22 @@ class CollectionSpec(_Strict):
         return doc
 
 
-def _format_loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
+_SHOWN_ERRORS = 5  # a hostile file can hold thousands of wrong values; the line stays readable
 
 
 def load_spec(path: Path) -> CollectionSpec:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_mapping(path)  # bounded and strict: what is published comes from here
     except FileNotFoundError:
         raise CollectionSpecError(f"{path}: no such collection file") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise CollectionSpecError(f"{path}:{where} not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(raw, dict):
-        raise CollectionSpecError(f"{path}: expected a mapping at the top level")
+    except YamlFileError as exc:
+        raise CollectionSpecError(str(exc)) from None
     try:
         spec = CollectionSpec.model_validate({**raw, "path": path})
     except ValidationError as exc:
-        errs = [f"{_format_loc(e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise CollectionSpecError(f"{path}: " + "; ".join(errs)) from None
+        errs = [f"{format_field(e['loc'])}: {e['msg']}" for e in exc.errors()[:_SHOWN_ERRORS]]
+        more = f" (and {exc.error_count() - _SHOWN_ERRORS} more)" if exc.error_count() > _SHOWN_ERRORS else ""
+        raise CollectionSpecError(f"{path}: " + "; ".join(errs) + more) from None
     if spec.id != path.stem:
         raise CollectionSpecError(f"{path}: id: '{spec.id}' must equal the file name '{path.stem}'")
     return spec
