@@ -222,8 +222,11 @@ def with_database(dsn: str, database: str) -> str:
 
 
 @contextmanager
-def ingest_serve(reader_dsn: str, logs: Path, context: str, workers: int) -> Iterator[str]:
-    """``python -m ingest serve`` on a free port of 127.0.0.1, stopped with SIGTERM."""
+def ingest_serve(
+    reader_dsn: str, logs: Path, context: str, workers: int, *, launcher: list[str] | None = None
+) -> Iterator[str]:
+    """``python -m ingest serve`` on a free port of 127.0.0.1, stopped with SIGTERM (``launcher``: another
+    command line taking the same arguments after ``serve``)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
     env.update(
@@ -233,7 +236,8 @@ def ingest_serve(reader_dsn: str, logs: Path, context: str, workers: int) -> Ite
         INGEST_LOG_LEVEL="WARNING",
     )
     log = logs / f"serve-{port}.log"
-    cmd = [sys.executable, "-m", "ingest", "--json-logs", "serve", "--port", str(port), "--workers", str(workers)]
+    start = launcher or [sys.executable, "-m", "ingest", "--json-logs", "serve"]
+    cmd = [*start, "--port", str(port), "--workers", str(workers)]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

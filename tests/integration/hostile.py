@@ -74,7 +74,13 @@ class Hostile:
 
     def send(self, base: str, timeout: float = 30) -> requests.Response:
         return requests.request(
-            self.method, base + self.path, params=self.params, data=self.body, headers=self.headers, timeout=timeout
+            self.method,
+            base + self.path,
+            params=self.params,
+            data=self.body,
+            headers=self.headers,
+            timeout=timeout,
+            allow_redirects=False,  # a Location follows the Host header: never leave 127.0.0.1
         )
 
 

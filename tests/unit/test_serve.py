@@ -56,6 +56,20 @@ def test_stac_fastapi_reads_nothing_from_the_environment(monkeypatch: pytest.Mon
     assert pg.server_settings.model_dump()["pgstac.context"] == "auto"
 
 
+def test_the_api_sessions_are_bounded_and_write_no_search_cache() -> None:
+    server = postgres_settings(settings(api_statement_timeout_s=2.5)).server_settings.model_dump()
+    assert server["statement_timeout"] == "2500ms"
+    assert server["idle_in_transaction_session_timeout"] == "15000ms"
+    assert server["pgstac.readonly"] == "true"
+
+
+def test_the_guard_is_the_outermost_middleware() -> None:
+    from ingest.api.guard import Guard
+
+    app = build_app(settings())
+    assert app.user_middleware[0].cls is Guard  # type: ignore[comparison-overlap]
+
+
 def test_the_app_has_no_write_routes() -> None:
     paths = build_app(settings()).openapi()["paths"]
     writes = {(verb.upper(), path) for path, ops in paths.items() for verb in ops if verb not in {"get", "head"}}
