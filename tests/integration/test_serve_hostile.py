@@ -4,6 +4,7 @@ searches leave no rows behind in the database."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -188,3 +189,42 @@ def test_a_killed_worker_is_replaced_and_the_service_goes_on(server: ApiServer) 
     assert pids[0] not in now and len(now) == 2, f"killed worker not replaced: {pids} -> {now}"
     assert pids[1] in now
     wait_for_workers(server, 2)
+
+
+def test_requests_at_every_bound_are_served_and_cheap(server: ApiServer) -> None:
+    # the most each bound lets through (defaults): answered, and far inside the statement timeout
+    ring = [
+        [10 + 0.5 * math.cos(2 * math.pi * i / 9999), 45 + 0.5 * math.sin(2 * math.pi * i / 9999)] for i in range(9999)
+    ]
+    at_bounds: dict[str, Callable[[], requests.Response]] = {
+        "250 fields": lambda: requests.post(
+            server.url + "/search", json={"fields": {"include": [f"properties.p{i}" for i in range(250)]}}, timeout=30
+        ),
+        "8 sort keys": lambda: requests.get(
+            server.url + "/search", params={"sortby": ",".join(f"-properties.p{i}" for i in range(8))}, timeout=30
+        ),
+        "10 nested NOTs": lambda: requests.get(server.url + "/search", params={"filter": not_nested(10)}, timeout=30),
+        "~1000 filter nodes": lambda: requests.get(
+            server.url + "/search", params={"filter": " or ".join(f"id = 'x{i}'" for i in range(160))}, timeout=30
+        ),
+        "10,000 vertices": lambda: requests.post(
+            server.url + "/search",
+            json={"intersects": {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}},
+            timeout=30,
+        ),
+        "20 free-text terms": lambda: requests.get(
+            server.url + "/collections", params={"q": " ".join(f"w{i}" for i in range(20))}, timeout=30
+        ),
+        "250 ids": lambda: requests.get(
+            server.url + "/search", params={"ids": ",".join(f"a{i}" for i in range(250))}, timeout=30
+        ),
+        "250 query properties": lambda: requests.post(
+            server.url + "/search", json={"query": {f"p{i}": {"eq": i} for i in range(250)}}, timeout=30
+        ),
+    }
+    for name, send in at_bounds.items():
+        started = time.monotonic()
+        r = send()
+        took = time.monotonic() - started
+        assert r.status_code == 200, f"{name}: {r.status_code} {r.text[:300]}"
+        assert took < 5, f"{name} took {took:.1f} s"
