@@ -43,6 +43,7 @@ from ingest.api import errors, http
 from ingest.api.bounds import Limits
 from ingest.api.deletions import add_deleted_items
 from ingest.api.guard import Guard
+from ingest.collections import STAC_VERSION
 from ingest.errors import ConfigError
 from ingest.reader import check_serving_role, inspect_role
 from ingest.settings import Settings, load_settings, redact_dsn
@@ -159,6 +160,8 @@ def build_app(settings: Settings) -> FastAPI:
     # StacApi passes title and description to its client but not the landing id, which the client
     # took from stac-fastapi's module-level (environment) settings at import
     api.client.landing_page_id = settings.api_landing_id
+    # stac-fastapi 7 stamps the landing page with stac-pydantic's 1.0.0; our collections and items are 1.1.0
+    api.client.stac_version = STAC_VERSION
     app: FastAPI = api.app
     _add_healthz(app)
     add_deleted_items(app, settle_s=settings.api_deletions_settle_s)

@@ -85,6 +85,8 @@ def test_landing_page_conformance_and_health(server: ApiServer) -> None:
     assert landing.status_code == 200 and elapsed < 1.0, elapsed  # a broker skips members slower than 30 s
     doc = landing.json()
     assert (doc["id"], doc["title"], doc["description"]) == ("test-site", "Test site", "A member")
+    collection = requests.get(server.url + "/collections/coll-a", timeout=5).json()
+    assert doc["stac_version"] == collection["stac_version"] == "1.1.0"
     conforms = set(doc["conformsTo"])
     for cls in ("/core", "/item-search", "/ogcapi-features", "/collections", "/filter", "#sort", "#fields", "#query"):
         assert any(cls in c for c in conforms), cls
