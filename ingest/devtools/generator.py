@@ -190,11 +190,11 @@ def _check_rows(rows: tuple[int, int] | None, height: int) -> tuple[int, int]:
 def _jp2_layout(width: int, height: int, block: int, levels: int) -> tuple[int, int, int]:
     """Effective tile size (x, y) and number of resolution levels of a JP2 we write.
 
-    GDAL clips tiles to the image; levels are reduced so that OpenJPEG accepts tiny test images
-    (it needs 2**(levels - 1) <= tile size).
+    GDAL clips tiles to the image; levels are reduced for tiny test images: GDAL's JP2OpenJPEG driver
+    wants ``tile >> levels > 0`` (else it warns "Unsupported value for RESOLUTIONS" and writes one).
     """
     bx, by = min(block, width), min(block, height)
-    return bx, by, max(1, min(levels, math.floor(math.log2(min(bx, by))) + 1))
+    return bx, by, max(1, min(levels, math.floor(math.log2(min(bx, by)))))
 
 
 @dataclass(frozen=True)
