@@ -39,7 +39,7 @@ from ingest.collections import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = (
-    ROOT.parent / "shared" / "fixtures" / "sentinel2" / "safe"
+    ROOT / "tests" / "fixtures" / "sentinel2" / "safe"
     / "S2B_MSIL2A_20220413T150759_N0400_R025_T33XWJ_20220414T082126.SAFE" / "expected_output.json"
 )  # fmt: skip
 

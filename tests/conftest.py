@@ -19,8 +19,9 @@ import psycopg
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures"
-# the real products of the shared fixtures (metadata only; see its MANIFEST.md)
+# real Sentinel products and rasters, vendored with their provenance and licences (see its MANIFEST.md)
+FIXTURES = ROOT / "tests" / "fixtures"
+# the real SAFE products among them (metadata only, no imagery)
 REAL_S2 = FIXTURES / "sentinel2" / "safe"
 REAL_S2_L1C = REAL_S2 / "S2A_MSIL1C_20210908T042701_N0301_R133_T46RER_20210908T070248.SAFE"
 REAL_S2_L2A_N0214 = REAL_S2 / "esa_S2B_MSIL2A_20210122T133229_N0214_R081_T22HBD_20210122T155500.SAFE"
@@ -32,6 +33,42 @@ REAL_S1_GRD = (
 # Settings must never come from a developer's own .stack/ or .env while testing.
 for key in [k for k in os.environ if k.startswith("INGEST_")]:
     del os.environ[key]
+
+
+class SkipsFail:
+    """A skipped test fails the session: every test runs everywhere (nothing it needs may be absent).
+
+    xfail is not a skip (its reports carry ``wasxfail``). There is deliberately no way to allow skips.
+    """
+
+    def __init__(self) -> None:
+        self.skipped: list[tuple[str, str]] = []
+
+    def _note(self, report: pytest.CollectReport | pytest.TestReport) -> None:
+        if report.skipped and not hasattr(report, "wasxfail"):
+            longrepr = report.longrepr
+            reason = str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr)
+            self.skipped.append((report.nodeid, reason.removeprefix("Skipped: ")))
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        self._note(report)  # a whole module skipped while collecting
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self._note(report)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.skipped and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if self.skipped:
+            terminalreporter.section("skipped tests fail the run", red=True, bold=True)
+            for nodeid, reason in self.skipped:
+                terminalreporter.line(f"SKIPPED (counted as a failure) {nodeid}: {reason}", red=True)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(SkipsFail(), "ingest-skips-fail")
 
 
 def free_port() -> int:

@@ -1,7 +1,8 @@
 """Turn the metadata-only real SAFE fixtures into complete products the pipeline can ingest end to end.
 
-The real Sentinel products in the shared fixtures carry their metadata but no imagery (S2) or
-0-byte measurement placeholders (S1), and their ``manifest.safe`` lists files the fixtures omit.
+The real Sentinel products of the vendored fixtures (tests/fixtures) carry their metadata but no
+imagery (S2) or 0-byte measurement placeholders (S1), and their ``manifest.safe`` lists files the
+fixtures omit.
 ``complete_real_safe`` copies such a product, keeps every metadata file byte-identical, writes
 small seeded rasters where the product needs them and rewrites the manifest so that it lists
 exactly the files present, with their real sizes and checksums:

@@ -1,4 +1,4 @@
-"""The real Sentinel products of the shared fixtures, end to end through the provider, S3 and pgstac.
+"""The real Sentinel products of the vendored fixtures (tests/fixtures), end to end through the provider, S3 and pgstac.
 
 The fixtures carry real metadata but no rasters: ``complete_real_safe`` adds generated rasters on the
 grids the metadata describes and a manifest that agrees, keeping every metadata file byte-identical.
@@ -20,17 +20,14 @@ from ingest.devtools.complete import complete_real_safe
 from ingest.devtools.publish import publish_safe
 from ingest.harvest import harvest
 from ingest.state.machine import State
-from tests.conftest import FIXTURES
+from tests.conftest import REAL_S1_GRD, REAL_S2_L1C, REAL_S2_L2A_N0214, REAL_S2_L2A_N0400
 from tests.integration.conftest import START, WorldFactory
 from tests.integration.test_pipeline import assert_catalogued
 
-pytestmark = [
-    pytest.mark.skipif(not FIXTURES.exists(), reason="shared fixtures not beside the checkout"),
-    pytest.mark.filterwarnings("ignore::UserWarning"),  # antimeridian's FixWindingWarning on every S2 item
-]
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # antimeridian's FixWindingWarning on every S2 item
 
-S2 = sorted((FIXTURES / "sentinel2" / "safe").glob("*.SAFE")) if FIXTURES.exists() else []
-S1 = sorted((FIXTURES / "sentinel1" / "safe").glob("*.SAFE")) if FIXTURES.exists() else []
+S2 = [REAL_S2_L1C, REAL_S2_L2A_N0214, REAL_S2_L2A_N0400]
+S1 = [REAL_S1_GRD]
 # properties we add or that name the moment of ingestion, not the product
 OURS = ("created", "updated", "processing:", "ingest:")
 

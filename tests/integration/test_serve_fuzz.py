@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -65,7 +66,7 @@ values = fragment_text | deep | st.text(max_size=40) | json_values.map(json.dump
 
 
 def _path(segments: list[str]) -> str:
-    return "/collections/" + "/".join(requests.utils.quote(s, safe="") for s in segments)
+    return "/collections/" + "/".join(quote(s, safe="") for s in segments)
 
 
 paths = st.sampled_from(PATHS) | st.lists(

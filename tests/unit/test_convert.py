@@ -1,4 +1,4 @@
-"""Tests for ingest.stages.convert: real rasters (generated SAFE products and the shared fixtures), no mocks."""
+"""Tests for ingest.stages.convert: real rasters (generated SAFE products and the vendored fixtures), no mocks."""
 
 from __future__ import annotations
 
@@ -21,21 +21,18 @@ from ingest.errors import ConfigError, IngestError, InvalidProduct
 from ingest.stages.artifacts import CogResult, CogSource
 from ingest.stages.checksums import file_digest
 from ingest.stages.convert import convert_band, convert_product
+from tests.conftest import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
-B01_FIXTURE = next(iter(sorted(FIXTURES.glob("sentinel2/eodag_product/*/GRANULE/*/IMG_DATA/*_B01.jp2"))), None)
-S1_FIXTURES = sorted(FIXTURES.glob("sentinel1/rasters/*/measurement/*.tiff"))
+B01_FIXTURE = (
+    FIXTURES / "sentinel2/eodag_product/S2A_MSIL1C_20180101T105441_N0206_R051_T31TDH_20180101T124911"
+    "/GRANULE/L1C_T31TDH_A013204_20180101T105435/IMG_DATA/T31TDH_20180101T105441_B01.jp2"
+)
+S1_FIXTURES = {p.name: p for p in FIXTURES.glob("sentinel1/rasters/*/measurement/*.tiff")}
 
 SIZE = 600  # 10 m bands 600 px, 20 m 300 px, 60 m 100 px
 SEED = 5
 S1_LINES, S1_SAMPLES, S1_CENTER = 500, 700, (3.37, 45.49)
 PROFILE = CogProfile(blocksize=128, bands={"scl": "classification", "visual": "visual", "red": "reflectance"})
-
-
-def need(path: Path | None) -> Path:
-    if path is None or not path.exists():
-        pytest.skip(f"shared fixtures not available ({path or FIXTURES}); they live in /work/shared/fixtures")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +80,7 @@ def leftovers(folder: Path) -> list[str]:
 
 def test_real_b01_fixture_converts_and_validates(tmp_path: Path) -> None:
     # A real ESA JPEG 2000: rio-cogeo on the file itself fails with "Cannot invert geotransform"
-    jp2 = need(B01_FIXTURE)
+    jp2 = B01_FIXTURE
     result = convert_band(CogSource("coastal", jp2, "reflectance"), tmp_path, PROFILE)
     assert_valid(result)
     with rasterio.open(jp2) as src, rasterio.open(result.path) as out:
@@ -256,7 +253,7 @@ def test_generated_s1_measurement_keeps_its_gcps(s1: Path, tmp_path: Path) -> No
 
 @pytest.mark.parametrize("name", ["iw-vv.tiff", "s1-vh.tiff"])
 def test_real_s1_measurement_keeps_its_gcps(tmp_path: Path, name: str) -> None:
-    tiff = need(next((p for p in S1_FIXTURES if p.name == name), None))
+    tiff = S1_FIXTURES[name]
     result = convert_band(CogSource("vv", tiff, "backscatter"), tmp_path, PROFILE)
     assert_gcps_kept(tiff, result)
     # a client (GDAL's default GCP warp) puts the COG exactly where it puts the source

@@ -36,12 +36,12 @@ from ingest.stages import describe
 from ingest.stages.artifacts import CogResult, MetadataFile, Provenance, StorageAccess, StoredObject
 from ingest.stages.checksums import to_multihash
 from ingest.stages.upload import COG_MEDIA_TYPE, plan_upload
+from tests.conftest import FIXTURES
 
 # stactools-sentinel2 hands clockwise footprints to antimeridian, which fixes and says so on every item
 pytestmark = pytest.mark.filterwarnings("ignore:The exterior ring of this shape is wound clockwise")
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT.parent / "shared" / "fixtures"
 GOLDEN = ROOT / "tests" / "golden"
 
 
@@ -79,12 +79,6 @@ S1_LINES, S1_SAMPLES = 60, 80
 # --------------------------------------------------------------------------- helpers
 
 
-def need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"reference fixtures not available ({path}); they live in /work/shared/fixtures")
-    return path
-
-
 @cache
 def spec(collection_id: str) -> CollectionSpec:
     return get(ROOT / "collections", collection_id)
@@ -92,7 +86,7 @@ def spec(collection_id: str) -> CollectionSpec:
 
 def real_item(name: str) -> pystac.Item:
     safe, collection = REAL[name]
-    return describe.build_item(need(safe), spec(collection))
+    return describe.build_item(safe, spec(collection))
 
 
 def sha256(path: Path) -> str:
@@ -347,7 +341,7 @@ def by_key(files: list[MetadataFile], safe: Path) -> dict[str, tuple[str, str]]:
 
 
 def test_metadata_files_s2(products: dict[str, Path]) -> None:
-    safe = need(REAL["s2-l2a-n0214"][0])
+    safe = REAL["s2-l2a-n0214"][0]
     real = by_key(describe.metadata_files(real_item("s2-l2a-n0214")), safe)
     assert real == {
         "safe_manifest": ("manifest.safe", "application/xml"),
@@ -366,7 +360,7 @@ def test_metadata_files_s2(products: dict[str, Path]) -> None:
 
 
 def test_metadata_files_s1(products: dict[str, Path]) -> None:
-    safe = need(REAL["s1-grd"][0])
+    safe = REAL["s1-grd"][0]
     real = by_key(describe.metadata_files(real_item("s1-grd")), safe)
     assert real["safe-manifest"] == ("manifest.safe", "application/xml")
     for pol in ("vv", "vh"):
@@ -611,7 +605,7 @@ def test_finalize_validates_the_result_and_names_the_item(products: dict[str, Pa
 )  # fmt: skip
 def test_malformed_metadata_is_an_invalid_product(tmp_path: Path, name: str, relative: str) -> None:
     source, collection = REAL[name]
-    safe = tmp_path / need(source).name
+    safe = tmp_path / source.name
     shutil.copytree(source, safe)
     (target,) = safe.glob(relative)
     data = target.read_bytes()
@@ -624,7 +618,7 @@ def test_malformed_metadata_is_an_invalid_product(tmp_path: Path, name: str, rel
 
 def test_hrefs_leading_out_of_the_product_are_refused(tmp_path: Path) -> None:
     source, collection = REAL["s2-l2a-n0214"]
-    safe = tmp_path / need(source).name
+    safe = tmp_path / source.name
     shutil.copytree(source, safe)
     mtd = safe / "MTD_MSIL2A.xml"
     text = mtd.read_text(encoding="utf-8")
@@ -637,7 +631,7 @@ def test_hrefs_leading_out_of_the_product_are_refused(tmp_path: Path) -> None:
 def test_product_of_another_kind_is_refused(tmp_path: Path) -> None:
     l1c, _ = REAL["s2-l1c-n0301"]
     with pytest.raises(InvalidProduct, match="a Sentinel-2 L1C product, but collection sentinel-2-l2a holds"):
-        describe.build_item(need(l1c), spec("sentinel-2-l2a"))
+        describe.build_item(l1c, spec("sentinel-2-l2a"))
     # a folder named like an L2A whose metadata says L1C
     disguised = tmp_path / l1c.name.replace("MSIL1C", "MSIL2A")
     shutil.copytree(l1c, disguised)

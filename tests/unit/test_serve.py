@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from ingest.api.serve import api_settings, build_app, postgres_settings
 from ingest.errors import ConfigError
 from ingest.reader import ServingRole, check_serving_role, role_of, scram_verifier
-from ingest.api.serve import api_settings, build_app, postgres_settings
 from ingest.settings import Settings
 
 DSN = "postgresql://api:s%40cret@db.example.org:6543/cat"

@@ -12,8 +12,6 @@ from ingest.errors import InvalidProduct
 from ingest.stages.checksums import parse_checksum, to_multihash
 from ingest.stages.unpack import UnpackLimits, find_safe, unpack
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
-
 
 def _zip(path: Path, entries: dict[str, bytes], links: dict[str, str] | None = None) -> Path:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
