@@ -74,6 +74,8 @@ def _stack_config(settings: Settings) -> Any:
         s3_port=settings.stack_s3_port,
         bucket=settings.s3_bucket,
         region=settings.s3_region,
+        api_statement_timeout_s=settings.api_statement_timeout_s,
+        api_idle_in_transaction_timeout_s=settings.api_idle_in_transaction_timeout_s,
     )
 
 
@@ -160,10 +162,15 @@ def db_create_reader(c: Context) -> None:
 
 
 def _create_reader(settings: Settings) -> None:
-    from ingest.reader import ensure_reader
     from ingest.api.serve import require_api_dsn
+    from ingest.reader import ensure_reader
 
-    role = ensure_reader(settings.require_database_url(), require_api_dsn(settings))
+    role = ensure_reader(
+        settings.require_database_url(),
+        require_api_dsn(settings),
+        statement_timeout_s=settings.api_statement_timeout_s,
+        idle_in_transaction_timeout_s=settings.api_idle_in_transaction_timeout_s,
+    )
     click.echo(f"read-only API role {role}: member of pgstac_read, cannot write the catalogue")
 
 

@@ -25,8 +25,9 @@ from typing import Any
 
 import requests
 
+from ingest.dsn import redact, where
 from ingest.errors import IngestError, first_line
-from ingest.settings import Settings, redact_dsn, scrub
+from ingest.settings import Settings, scrub
 
 CHECKS = ("database", "s3", "provider", "scheduler")
 ALL_CHECKS = (*CHECKS, "http")
@@ -51,7 +52,7 @@ class CheckResult:
 
 
 def check_database(settings: Settings, timeout_s: float) -> str:
-    from ingest.state.db import connect, describe_dsn
+    from ingest.state.db import connect
 
     dsn = settings.require_database_url()
     with connect(dsn=dsn, timeout_s=max(1, int(timeout_s))) as conn:
@@ -62,8 +63,8 @@ def check_database(settings: Settings, timeout_s: float) -> str:
     assert row is not None
     version, migrated = row
     if not migrated:
-        raise Unhealthy(f"database {describe_dsn(dsn)} answers but has no ingest schema: run `ingest db migrate`")
-    return f"{describe_dsn(dsn)} answers (PostgreSQL {version}), ingest schema present"
+        raise Unhealthy(f"database {where(dsn)} answers but has no ingest schema: run `ingest db migrate`")
+    return f"{where(dsn)} answers (PostgreSQL {version}), ingest schema present"
 
 
 def check_s3(settings: Settings, timeout_s: float) -> str:
@@ -158,6 +159,6 @@ def _timed(name: str, func: Callable[[], str], settings: Settings) -> CheckResul
         detail, ok = f"{name}: {first_line(exc)}", False
     for dsn in (settings.database_url, settings.api_database_url):
         if dsn is not None:
-            detail = detail.replace(dsn.get_secret_value(), redact_dsn(dsn.get_secret_value()))
+            detail = detail.replace(dsn.get_secret_value(), redact(dsn.get_secret_value()))
     detail = scrub(detail, *settings.secrets())
     return CheckResult(name, ok, detail, time.monotonic() - started)

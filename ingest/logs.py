@@ -2,8 +2,9 @@
 
 Every record passes ``REDACTOR`` before it is formatted: the configured secrets (database passwords
 and DSNs, S3 keys, provider credentials: ``register_secrets(settings)``, done when the CLI loads its
-settings) and any password written in a URL (``scheme://user:password@host``) become ``***``, in the
-message, its arguments, the extra fields and the traceback alike.
+settings), any password written in a URL (``scheme://user:password@host``) and any ``password=...``
+pair (a keyword-form DSN) become ``***``, in the message, its arguments, the extra fields and the
+traceback alike.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote
+
+from ingest.dsn import redact_pairs
 
 if TYPE_CHECKING:
     from ingest.settings import Settings
@@ -45,7 +48,8 @@ MIN_SECRET_LEN = 4  # shorter values would turn ordinary words into *** (and are
 
 
 class RedactSecrets(logging.Filter):
-    """Replaces configured secrets and URL passwords by ``***`` in everything a record will print."""
+    """Replaces configured secrets, URL passwords and password= pairs by ``***`` in everything a record
+    will print."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -61,7 +65,8 @@ class RedactSecrets(logging.Filter):
         for secret in sorted(self._secrets, key=len, reverse=True):  # a DSN before the password inside it
             if secret in text:
                 text = text.replace(secret, "***")
-        return _URL_PASSWORD.sub(lambda m: m.group(1) + ("***" if m.group(2) != "***" else m.group(2)) + "@", text)
+        text = _URL_PASSWORD.sub(lambda m: m.group(1) + ("***" if m.group(2) != "***" else m.group(2)) + "@", text)
+        return redact_pairs(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -85,14 +90,8 @@ REDACTOR = RedactSecrets()
 
 def register_secrets(settings: Settings) -> None:
     """Everything secret in the settings never reaches a log line."""
-    values: list[str | None] = []
-    for secret in settings.secrets():
-        if secret is None:
-            continue
-        value = secret.get_secret_value()
-        # a DSN's password only: the rest of it (host, port, database) is what an operator needs to read
-        values.append(urlsplit(value).password if "://" in value else value)
-    REDACTOR.add(values)
+    # a DSN's password only: the rest of it (host, port, database) is what an operator needs to read
+    REDACTOR.add(s.get_secret_value() for s in settings.secrets(whole_dsns=False) if s is not None)
 
 
 class QuietLibraries(logging.Filter):

@@ -17,15 +17,16 @@ import hashlib
 import hmac
 import os
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
 
 import psycopg
 from psycopg import sql
 
+from ingest.dsn import parse
 from ingest.errors import ConfigError
 from ingest.state.db import connect
 
 READ_ROLE = "pgstac_read"
+API_SETTING = "INGEST_API_DATABASE_URL"
 SCRAM_ITERATIONS = 4096  # PostgreSQL's default (scram_iterations)
 
 
@@ -42,13 +43,14 @@ class ServingRole:
 
 
 def role_of(dsn: str) -> tuple[str, str]:
-    """(user, password) of a DSN; a ConfigError names what is missing, never the password."""
-    parts = urlsplit(dsn)
-    if not parts.username or parts.password is None:
+    """(user, password) of a DSN in either libpq form; a ConfigError names what is missing, never the password."""
+    info = parse(dsn, setting=API_SETTING)
+    if not info.user or info.password is None:
         raise ConfigError(
-            "INGEST_API_DATABASE_URL must name the API's role and its password (postgresql://user:pw@...)"
+            f"{API_SETTING} must name the API's role and its password "
+            "(postgresql://user:pw@... or user=... password=...)"
         )
-    return unquote(parts.username), unquote(parts.password)
+    return info.user, info.password
 
 
 def scram_verifier(password: str, *, salt: bytes | None = None, iterations: int = SCRAM_ITERATIONS) -> str:
@@ -73,9 +75,18 @@ def _password_literal(password: str) -> sql.Composable:
     return sql.Literal(password)  # the server hashes it; SASLprep must be the server's own
 
 
-def ensure_reader(admin_dsn: str, api_dsn: str) -> str:
+def ensure_reader(
+    admin_dsn: str,
+    api_dsn: str,
+    *,
+    statement_timeout_s: float = 15.0,
+    idle_in_transaction_timeout_s: float = 15.0,
+) -> str:
     """Create the API's login role from ``api_dsn`` (or reset its password and attributes), member of
     pgstac_read. Run as the migration role, after pgstac is migrated. Returns the role name.
+
+    The timeouts become the role's own settings: every session of the public API's role has bounded
+    work, whatever its client sets up (INGEST_API_STATEMENT_TIMEOUT_S, ..._IDLE_IN_TRANSACTION_TIMEOUT_S).
 
     Refuses a name that is a superuser or can write items (the admin DSN pasted by mistake, or a role
     made for something else): demoting it here would break whatever uses it."""
@@ -96,8 +107,21 @@ def ensure_reader(admin_dsn: str, api_dsn: str) -> str:
             conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(READ_ROLE), sql.Identifier(user)))
             # role settings are not inherited from pgstac_read; pgstac's functions use unqualified names
             conn.execute(sql.SQL("ALTER ROLE {} SET search_path = pgstac, public").format(sql.Identifier(user)))
+            for name, seconds in (
+                ("statement_timeout", statement_timeout_s),
+                ("idle_in_transaction_session_timeout", idle_in_transaction_timeout_s),
+            ):
+                conn.execute(
+                    sql.SQL("ALTER ROLE {} SET {} = {}").format(
+                        sql.Identifier(user), sql.Identifier(name), sql.Literal(_milliseconds(seconds))
+                    )
+                )
     check_serving_role(inspect_role(api_dsn))
     return user
+
+
+def _milliseconds(seconds: float) -> str:
+    return f"{max(1, round(seconds * 1000))}ms"  # 0 would mean no limit at all
 
 
 def inspect_role(dsn: str, *, timeout_s: int = 5) -> ServingRole:
@@ -114,7 +138,7 @@ def inspect_role(dsn: str, *, timeout_s: int = 5) -> ServingRole:
                     ELSE pg_has_role(%(read)s, 'USAGE') END
         FROM pg_roles r WHERE r.rolname = current_user
     """
-    with connect(dsn=dsn, timeout_s=timeout_s) as conn:
+    with connect(dsn=dsn, timeout_s=timeout_s, setting=API_SETTING) as conn:
         row = conn.execute(query, {"read": READ_ROLE}).fetchone()
         assert row is not None  # current_user always has a pg_roles row
         name, superuser, installed, can_write, reads = row

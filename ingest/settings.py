@@ -11,11 +11,12 @@ import json
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ingest import dsn
 from ingest.errors import ConfigError
 
 ENV_PREFIX = "INGEST_"
@@ -29,12 +30,14 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",  # non-INGEST_ keys in a shared .env are not ours; unknown INGEST_ keys are checked below
         validate_default=True,
+        hide_input_in_errors=True,  # a rejected DSN is a secret: pydantic's own error text must not show it
     )
 
     # --- database (PostgreSQL + PostGIS + pgstac; the ingest schema lives beside pgstac) ---
     database_url: SecretStr | None = Field(
         default=None,
-        description="PostgreSQL DSN (postgresql://user:password@host:port/db). "
+        description="PostgreSQL DSN: a URL (postgresql://user:password@host:port/db) or libpq keywords "
+        "(host=... port=... user=... password=... dbname=...). "
         "Written to <stack_dir>/stack.env by `ingest stack up` for the local stack.",
     )
     db_connect_timeout_s: int = Field(default=5, ge=1)
@@ -125,7 +128,9 @@ class Settings(BaseSettings):
     )
     api_landing_id: str = Field(default="eo-ingest", description="Id of the landing page (catalog id).")
     api_deletions_settle_s: float = Field(
-        default=60.0, ge=0, description="/deleted-items holds back deletions younger than this (see ingest.api.deletions)."
+        default=60.0,
+        ge=0,
+        description="/deleted-items holds back deletions younger than this (see ingest.api.deletions).",
     )
     api_cors_origins: Annotated[list[str], NoDecode] = Field(
         default=["*"], description="Origins browsers may call the API from: comma-separated, or * for any."
@@ -208,6 +213,18 @@ class Settings(BaseSettings):
             v = json.loads(v) if v.lstrip().startswith("[") else [o.strip() for o in v.split(",") if o.strip()]
         return v
 
+    @field_validator("database_url", "api_database_url")
+    @classmethod
+    def _dsn(cls, v: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        # after SecretStr is made, so pydantic's own error text can only show it masked
+        if v is None or not v.get_secret_value().strip():
+            return None  # blank is unset, as in a .env line "INGEST_API_DATABASE_URL="
+        try:
+            dsn.parse(v.get_secret_value(), setting=ENV_PREFIX + str(info.field_name).upper())
+        except ConfigError as exc:
+            raise ValueError(exc.message) from None
+        return v
+
     @field_validator("s3_public_endpoint_url")
     @classmethod
     def _endpoint_url(cls, v: str | None) -> str | None:
@@ -219,11 +236,16 @@ class Settings(BaseSettings):
             raise ValueError(f"must be an http:// or https:// URL, got {v!r}")
         return v.rstrip("/")
 
-    def secrets(self) -> tuple[SecretStr | None, ...]:
-        """Every configured secret (DSNs whole, S3 keys, provider credentials): never to be printed."""
+    def secrets(self, *, whole_dsns: bool = True) -> tuple[SecretStr | None, ...]:
+        """Every configured secret (DSNs whole and their passwords alone, S3 keys, provider credentials):
+        never to be printed. A message may quote a password without its DSN (libpq's keyword form
+        spreads it over the string), hence the passwords alone; ``whole_dsns=False`` for the log filter,
+        where the rest of a DSN is what an operator needs to read."""
+        dsns = (self.database_url, self.api_database_url)
+        passwords = (dsn.password_of(d.get_secret_value()) if d is not None else None for d in dsns)
         return (
-            self.database_url,
-            self.api_database_url,
+            *(dsns if whole_dsns else ()),
+            *(SecretStr(p) if p else None for p in passwords),
             self.s3_access_key_id,
             self.s3_secret_access_key,
             self.provider_username,
@@ -268,26 +290,17 @@ def load_settings(**overrides: Any) -> Settings:
             loc = ".".join(str(p) for p in err["loc"]) or "?"
             name = ENV_PREFIX + loc.upper() if err["type"] != "extra_forbidden" else loc
             msg = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
-            problems.append(f"{name}: {msg}")
+            msg = msg.removeprefix("Value error, ")  # our validators' own words, never the value
+            problems.append(msg if msg.startswith(name + ": ") else f"{name}: {msg}")
         raise ConfigError("invalid settings: " + "; ".join(problems)) from None
 
 
-def redact_dsn(dsn: str) -> str:
-    """A DSN safe to print: the password, if any, replaced by ***."""
-    parts = urlsplit(dsn)
-    if parts.password is None:
-        return dsn
-    netloc = parts.netloc.rsplit("@", 1)
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
+redact_dsn = dsn.redact  # the old name, still imported by ingest/api/serve.py
 
 
 def scrub(text: str, *secrets: SecretStr | str | None) -> str:
-    """Remove every given secret from a message (library errors sometimes echo DSNs)."""
-    for s in secrets:
-        if s is None:
-            continue
-        value = s.get_secret_value() if isinstance(s, SecretStr) else s
-        if value:
-            text = text.replace(value, "***")
+    """Remove every given secret from a message (library errors sometimes echo DSNs or passwords)."""
+    values = {s.get_secret_value() if isinstance(s, SecretStr) else s for s in secrets if s is not None}
+    for value in sorted(values - {""}, key=len, reverse=True):  # a DSN before the password inside it
+        text = text.replace(value, "***")
     return text

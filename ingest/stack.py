@@ -21,8 +21,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
+from ingest.dsn import password_of
 from ingest.errors import StackError
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,9 @@ class StackConfig:
     bucket: str = "eo-catalogue"
     region: str = "us-east-1"
     durable: bool = True  # False: fsync off, for throw-away test clusters
+    # the API role's own settings (INGEST_API_STATEMENT_TIMEOUT_S, INGEST_API_IDLE_IN_TRANSACTION_TIMEOUT_S)
+    api_statement_timeout_s: float = 15.0
+    api_idle_in_transaction_timeout_s: float = 15.0
 
     @property
     def pg_dir(self) -> Path:
@@ -371,7 +374,7 @@ def _write_env(cfg: StackConfig, values: dict[str, str]) -> None:
 def _stack_secrets(cfg: StackConfig) -> tuple[str, str, str]:
     """The cluster password and S3 keys: generated once, then read back from stack.env."""
     env = read_env(cfg)
-    password = urlsplit(env.get("INGEST_DATABASE_URL", "")).password or secrets.token_urlsafe(24)
+    password = password_of(env.get("INGEST_DATABASE_URL", "")) or secrets.token_urlsafe(24)
     key_id = env.get("INGEST_S3_ACCESS_KEY_ID") or "local" + secrets.token_hex(6)
     secret = env.get("INGEST_S3_SECRET_ACCESS_KEY") or secrets.token_urlsafe(24)
     return password, key_id, secret
@@ -379,7 +382,7 @@ def _stack_secrets(cfg: StackConfig) -> tuple[str, str, str]:
 
 def _api_password(cfg: StackConfig) -> str:
     """The API role's password: generated once, then read back from stack.env."""
-    return urlsplit(read_env(cfg).get("INGEST_API_DATABASE_URL", "")).password or secrets.token_urlsafe(24)
+    return password_of(read_env(cfg).get("INGEST_API_DATABASE_URL", "")) or secrets.token_urlsafe(24)
 
 
 # ----------------------------------------------------------------------------- public API
@@ -440,7 +443,13 @@ def up(cfg: StackConfig, *, migrate: bool = True) -> StackStatus:
         log.info("pgstac %s and ingest schema migrated", version)
         from ingest.reader import ensure_reader
 
-        log.info("read-only API role %s ready", ensure_reader(dsn, reader_dsn))
+        role = ensure_reader(
+            dsn,
+            reader_dsn,
+            statement_timeout_s=cfg.api_statement_timeout_s,
+            idle_in_transaction_timeout_s=cfg.api_idle_in_transaction_timeout_s,
+        )
+        log.info("read-only API role %s ready", role)
     _start_moto(cfg)
     _ensure_bucket(cfg, key_id, secret)
     log.info("S3 (moto) on 127.0.0.1:%d, bucket %s", cfg.s3_port, cfg.bucket)

@@ -25,7 +25,6 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from fastapi import FastAPI, Request
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
@@ -38,7 +37,7 @@ from stac_fastapi.pgstac.core import health_check
 from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
 from stac_fastapi.pgstac.models.extensions import Extensions
 
-from ingest import logs
+from ingest import dsn, logs
 from ingest.api import errors, http
 from ingest.api.bounds import Limits
 from ingest.api.deletions import add_deleted_items
@@ -46,7 +45,7 @@ from ingest.api.guard import Guard
 from ingest.collections import STAC_VERSION
 from ingest.errors import ConfigError
 from ingest.reader import check_serving_role, inspect_role
-from ingest.settings import Settings, load_settings, redact_dsn
+from ingest.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -105,26 +104,29 @@ def api_settings(settings: Settings) -> PgstacApiSettings:
 
 
 def postgres_settings(settings: Settings) -> PostgresSettings:
-    dsn = require_api_dsn(settings)
-    parts = urlsplit(dsn)
-    if not parts.username or parts.password is None:
-        raise ConfigError(f"INGEST_API_DATABASE_URL needs a user and a password: {redact_dsn(dsn)}")
+    info = dsn.parse(require_api_dsn(settings), setting="INGEST_API_DATABASE_URL")
+    if not info.user or info.password is None:
+        raise ConfigError(f"INGEST_API_DATABASE_URL needs a user and a password: {info.where}")
     return _PostgresSettings(
-        pguser=unquote(parts.username),
-        pgpassword=unquote(parts.password),
-        pghost=parts.hostname or "localhost",
-        pgport=parts.port or 5432,
-        pgdatabase=parts.path.lstrip("/") or "postgres",
+        pguser=info.user,
+        pgpassword=info.password,
+        pghost=info.host,
+        pgport=info.port,
+        pgdatabase=info.dbname,
         server_settings=ServerSettings(
             search_path="pgstac,public",
             application_name=APPLICATION_NAME,
-            statement_timeout=f"{int(settings.api_statement_timeout_s * 1000)}ms",
-            idle_in_transaction_session_timeout=f"{int(settings.api_idle_in_transaction_timeout_s * 1000)}ms",
+            statement_timeout=_ms(settings.api_statement_timeout_s),
+            idle_in_transaction_session_timeout=_ms(settings.api_idle_in_transaction_timeout_s),
             # GUCs pgstac reads before its settings table: readonly = no row in pgstac.searches or
             # search_wheres per distinct search (a public API would let anyone fill the database)
             **{"pgstac.context": settings.api_context, "pgstac.readonly": "true"},
         ),
     )
+
+
+def _ms(seconds: float) -> str:
+    return f"{max(1, round(seconds * 1000))}ms"  # as ingest.reader sets them on the role
 
 
 def require_api_dsn(settings: Settings) -> str:
@@ -204,10 +206,10 @@ def create_app() -> FastAPI:
 
 def check_database(settings: Settings) -> str:
     """Before listening: the role must be read-only and pgstac there. Returns a line for the log."""
-    dsn = require_api_dsn(settings)
-    role = inspect_role(dsn, timeout_s=settings.db_connect_timeout_s)
+    api_dsn = require_api_dsn(settings)
+    role = inspect_role(api_dsn, timeout_s=settings.db_connect_timeout_s)
     check_serving_role(role)
-    return f"as role {role.name} on {redact_dsn(dsn).split('@')[-1]}, pgstac {role.pgstac_version}"
+    return f"as role {role.name} on {dsn.where(api_dsn)}, pgstac {role.pgstac_version}"
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

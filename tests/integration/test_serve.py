@@ -248,19 +248,31 @@ def test_stack_up_makes_the_api_role(stack: Stack) -> None:
 def test_create_reader_makes_a_role_that_can_only_read(stack: Stack, migrated_db: str) -> None:
     role = "reader_" + secrets.token_hex(4)
     first, second = (with_user(migrated_db, role, secrets.token_urlsafe(12)) for _ in range(2))
+    timeouts = {"INGEST_API_STATEMENT_TIMEOUT_S": "0.5", "INGEST_API_IDLE_IN_TRANSACTION_TIMEOUT_S": "2"}
     try:
         for api_dsn in (first, second):  # again: the password is reset, nothing else changes
-            out = run_cli(
-                "db", "create-reader", env={"INGEST_DATABASE_URL": migrated_db, "INGEST_API_DATABASE_URL": api_dsn}
-            )
+            env = {"INGEST_DATABASE_URL": migrated_db, "INGEST_API_DATABASE_URL": api_dsn, **timeouts}
+            out = run_cli("db", "create-reader", env=env)
             assert out.returncode == 0, out.stderr
             assert role in out.stdout and role_of(api_dsn)[1] not in out.stdout + out.stderr
         assert inspect_role(second).name == role
         with pytest.raises(DatabaseUnavailable, match="password authentication failed"):
             inspect_role(first)
+        with psycopg.connect(migrated_db) as conn:
+            row = conn.execute("SELECT rolconfig FROM pg_roles WHERE rolname = %s", [role]).fetchone()
+        assert row is not None and set(row[0]) == {
+            "search_path=pgstac, public",
+            "statement_timeout=500ms",
+            "idle_in_transaction_session_timeout=2000ms",
+        }
         with psycopg.connect(second) as conn:
             assert conn.execute("SELECT count(*) FROM pgstac.collections").fetchone() is not None
             assert conn.execute("SHOW search_path").fetchone() == ("pgstac, public",)
+            # the role's own bound, whatever the client set up: a longer statement is cancelled
+            started = time.monotonic()
+            with pytest.raises(errors.QueryCanceled, match="statement timeout"):
+                conn.execute("SELECT pg_sleep(5)")
+            assert time.monotonic() - started < 4
     finally:
         with psycopg.connect(stack.database("postgres"), autocommit=True) as conn:
             conn.execute(f"DROP ROLE IF EXISTS {role}")

@@ -135,3 +135,15 @@ def test_scram_verifier_passes_rfc7677s_exchange() -> None:
     assert hashlib.sha256(client_key).digest() == stored_key
     server_signature = hmac.new(server_key, auth_message.encode(), "sha256").digest()
     assert base64.b64encode(server_signature).decode() == "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+
+
+def test_a_keyword_form_api_dsn_serves_too() -> None:
+    keyword = "host=db.example.org port=6543 user=api password='s@c ret' dbname=cat"
+    pg = postgres_settings(Settings(_env_file=None, api_database_url=SecretStr(keyword)))  # type: ignore[call-arg]
+    assert (pg.pguser, pg.pgpassword, pg.pghost, pg.pgport, pg.pgdatabase) == (
+        "api",
+        "s@c ret",
+        "db.example.org",
+        6543,
+        "cat",
+    )
