@@ -149,7 +149,7 @@ class DatabaseCollector(Collector):
         yield from families
 
     def _clean(self, exc: BaseException) -> str:
-        return scrub(first_line(exc), self.settings.database_url)
+        return scrub(first_line(exc), *self.settings.secrets())
 
     def _read(self) -> list[Metric]:
         from ingest.adapters.queue import job_counts
@@ -234,7 +234,7 @@ def _ping_database(settings: Settings) -> str | None:
     except IngestError as exc:
         return exc.message
     except Exception as exc:
-        return scrub(f"database: {type(exc).__name__}: {exc}".splitlines()[0], settings.database_url)
+        return scrub(f"database: {type(exc).__name__}: {exc}".splitlines()[0], *settings.secrets())
     return None
 
 
