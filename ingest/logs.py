@@ -119,6 +119,9 @@ def setup(level: str = "INFO", *, json_lines: bool | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Python warnings (a library's FixWindingWarning, deprecations) as log records: with JSON logs
+    # every line on stderr must be JSON
+    logging.captureWarnings(True)
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "eodag", "rasterio", "alembic", "psycopg.pool"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     # one INFO line per registered blueprint and per deferred job: noise at the scale of a harvest

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -88,3 +90,18 @@ def test_text_format_on_a_terminal_is_not_json(capsys: pytest.CaptureFixture[str
         logging.getLogger("ingest.test").info("readable %s", "line")
     err = capsys.readouterr().err.strip()
     assert err.endswith("INFO    ingest.test: readable line") and not err.startswith("{")
+
+
+def test_python_warnings_become_json_lines_too() -> None:
+    # in a process of its own: pytest captures warnings in its own way
+    code = (
+        "import warnings\n"
+        "from ingest import logs\n"
+        "logs.setup('INFO', json_lines=True)\n"
+        "warnings.warn('the exterior ring is wound clockwise', UserWarning)\n"
+    )
+    out = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    docs = [json.loads(line) for line in out.stderr.splitlines()]
+    assert [d["logger"] for d in docs] == ["py.warnings"]
+    assert "wound clockwise" in str(docs[0]["msg"])
