@@ -18,6 +18,7 @@ from typing import Any
 
 import procrastinate
 import psycopg
+from procrastinate import sql
 from procrastinate.exceptions import AlreadyEnqueued, UniqueViolation
 
 from ingest.settings import Settings
@@ -144,6 +145,18 @@ class ProductQueue:
             [TASK, seconds_since_heartbeat],
         )
         return [StalledJob(r[0], r[1], r[2]) for r in rows]
+
+    def prune_workers(self, seconds_since_heartbeat: float) -> list[int]:
+        """Delete the rows of workers silent for longer than this; returns their ids.
+
+        procrastinate's own query, which its workers run only when they start: a killed worker never
+        unregisters, so its row stays until then. Its running jobs are left with ``worker_id`` NULL,
+        which ``stalled`` counts as stalled.
+        """
+        rows = self._app.connector.execute_query_all(
+            query=sql.queries["prune_stalled_workers"], seconds_since_heartbeat=seconds_since_heartbeat
+        )
+        return sorted(int(r["worker_id"]) for r in rows)
 
     def requeue(self, job_id: int) -> bool:
         """Put a stalled job back to waiting (same id, same attempt count); True when it was.

@@ -5,6 +5,8 @@ Run by the leading scheduler every ``reconcile_interval_s`` (and once on taking 
 1. stalled jobs: a running job whose worker stopped sending heartbeats (kill -9, lost machine).
    Its product is released (in flight -> discovered) *before* the job is put back to waiting, so
    the worker that picks the job up finds the product claimable.
+   Then the queue's rows of those silent workers are deleted (after the releases, which name the
+   worker): a killed worker never removes its own, and procrastinate prunes only when one starts.
 2. orphans: products in flight for longer than ``orphan_after_s`` with no job at all (an
    ``ingest process`` run that was killed); released, and pass 3 enqueues them.
 3. due products (discovered, or failed with a retry that is due) with no job: enqueued.
@@ -41,6 +43,7 @@ ORPHAN_LIMIT = 10_000
 class ReconcileReport:
     requeued_jobs: list[int] = field(default_factory=list)
     released_stalled: list[str] = field(default_factory=list)
+    pruned_workers: list[int] = field(default_factory=list)  # queue rows of silent workers deleted
     released_orphans: list[str] = field(default_factory=list)
     enqueued: list[str] = field(default_factory=list)
     conflicts: int = 0  # guarded changes another actor won (nothing to do)
@@ -50,6 +53,7 @@ class ReconcileReport:
     def summary(self) -> str:
         return (
             f"{len(self.requeued_jobs)} stalled job(s) requeued ({len(self.released_stalled)} product(s) released), "
+            f"{len(self.pruned_workers)} silent worker(s) pruned, "
             f"{len(self.released_orphans)} orphan(s) released, {len(self.enqueued)} due product(s) enqueued, "
             f"{self.conflicts} conflict(s), {self.errors} error(s) in {self.seconds:.2f} s"
         )
@@ -61,6 +65,8 @@ def reconcile(settings: Settings, specs: Mapping[str, CollectionSpec]) -> Reconc
     with ProductQueue(settings) as queue, connect(settings, autocommit=True) as conn:
         for job in queue.stalled(settings.stall_timeout_s):
             _recover_stalled(conn, queue, job, report)
+        # the same timeout the workers prune with at start (ingest.daemon.worker)
+        report.pruned_workers = queue.prune_workers(settings.stall_timeout_s)
         _release_orphans(conn, queue.active(), settings.orphan_after_s, report)
         _enqueue_due(conn, queue, specs, report)
     report.seconds = time.monotonic() - started

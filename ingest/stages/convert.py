@@ -79,8 +79,10 @@ workers leave idle (one each when workers = cores; all of them for a single work
 as fast here, but a worker process confines a GDAL crash on hostile input (BrokenProcessPool ->
 IngestError, the daemon lives on), gives its memory back after each product, and no GIL caps
 more cores. The pool forks from a forkserver that has imported this module: workers start in
-milliseconds (the product tests went from 4.5 to 1.8 s). The writer's NUM_THREADS stays 1 (no
-gain beyond noise, and it would compete with the other worker); GDAL_CACHEMAX 256 MB per process.
+milliseconds (the product tests went from 4.5 to 1.8 s). The forkserver and the pool processes
+die with the process that made the pool, even by kill -9 (``ingest.lifeline``). The writer's
+NUM_THREADS stays 1 (no gain beyond noise, and it would compete with the other worker);
+GDAL_CACHEMAX 256 MB per process.
 
 benchmarks/convert.py (same machine, same noise; MB/s of decoded pixels):
 
@@ -133,6 +135,7 @@ from rasterio.io import DatasetReader, DatasetWriter, MemoryFile
 from rasterio.transform import Affine, from_gcps
 from rasterio.windows import Window
 
+from ingest import lifeline
 from ingest.collections import BandKind, CogProfile, Resampling
 from ingest.errors import ConfigError, IngestError, InvalidProduct
 from ingest.stages.artifacts import CogResult, CogSource
@@ -222,8 +225,9 @@ def convert_product(
 _cancelled: Event | None = None
 
 
-def _init_worker(cancelled: Event) -> None:
+def _init_worker(cancelled: Event, worker_pid: int) -> None:
     global _cancelled
+    lifeline.arm_pool_process(worker_pid)  # a killed worker must not leave its pool behind
     _cancelled = cancelled
 
 
@@ -250,7 +254,8 @@ def _convert_in_pool(
     """Convert in ``workers`` processes; on failure ``finished`` holds the COGs already written."""
     ctx = _pool_context()
     cancelled = ctx.Event()
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(cancelled,)) as pool:
+    init = (cancelled, os.getpid())
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=init) as pool:
         # largest files first, so that no worker is left alone with a big band at the end
         futures: dict[int, Future[CogResult | None]] = {
             i: pool.submit(_task, sources[i], dest_dir, profile, token, _decode_threads(workers))
@@ -270,10 +275,9 @@ def _convert_in_pool(
 def _pool_context() -> multiprocessing.context.BaseContext:
     # forkserver: workers are forked from a clean single-threaded server, never from the daemon
     # (forking a process whose other threads may hold GDAL or logging locks can deadlock). The
-    # server imports this module once, so workers start without importing GDAL again.
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload([__name__])
-    return ctx
+    # server imports this module once, so workers start without importing GDAL again. The server
+    # and its workers die with this process, however it dies (see ingest.lifeline).
+    return lifeline.forkserver_context([__name__])
 
 
 def _file_size(path: Path) -> int:

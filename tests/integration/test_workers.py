@@ -10,12 +10,21 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
+from pydantic import SecretStr
 
 from ingest.adapters import pgstac
 from ingest.adapters.queue import ProductQueue
+from ingest.collections import load_spec
+from ingest.daemon.reconcile import reconcile
 from ingest.harvest import harvest
+from ingest.settings import Settings
+from ingest.state import repo
+from ingest.state.machine import State
+from tests import proctree
 from tests.conftest import ROOT, Stack
 from tests.integration.conftest import World, WorldFactory
 
@@ -64,12 +73,12 @@ def workers(stack: Stack, tmp_path: Path) -> Iterator[Callable[[World], Workers]
         w.stop_all()
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, step: float = 0.5) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
-        time.sleep(0.5)
+        time.sleep(step)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
@@ -145,3 +154,89 @@ def test_sigterm_releases_the_product_and_exits_zero(
         wait_for(lambda: states(world)[pid] == "catalogued", 180, "the released product catalogued")
         again.send_signal(signal.SIGTERM)
         assert again.wait(timeout=60) == 0
+
+
+def one(conn: psycopg.Connection, sql: str, *params: object) -> Any:
+    row = conn.execute(sql, list(params)).fetchone()
+    return row[0] if row else None
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the process tree from /proc")
+def test_kill_9_mid_convert_leaves_no_process_and_the_reconciler_prunes_its_row(
+    make_world: WorldFactory, workers: Callable[[World], Workers], tmp_path: Path
+) -> None:
+    """What the OOM killer or Kubernetes does to a worker: none of its conversion processes (forkserver,
+    resource tracker, pool) outlives it, and the reconciler deletes its row in the queue's worker table."""
+    world = make_world("S2_MSI_L2A", count=1, size=600)  # 36 bands: seconds of conversion on two processes
+    pid = harvest(world.conn, world.provider, world.spec).new_ids[0]
+    with ProductQueue(world.settings) as queue:
+        queue.enqueue([pid])
+    pool = workers(world)
+    tree: list[proctree.Proc] = []
+    with proctree.subreaper():  # what the worker leaves is adopted here, and reaped here
+        # TMPDIR: multiprocessing's directory, which a killed process cannot remove, stays in tmp_path
+        (proc,) = pool.start(1, INGEST_CONVERT_WORKERS="2", TMPDIR=str(tmp_path))
+        try:
+
+            def mid_convert() -> bool:
+                assert proc.poll() is None, "the worker ended"
+                assert states(world)[pid] in ("discovered", "claimed", "downloaded"), "the product went past convert"
+                converting = [p for p in proctree.descendants(proc.pid) if p.parent() not in (proc.pid, None)]
+                return len(converting) == 2 and any(world.work_of(pid).glob("cog/.*.partial"))
+
+            wait_for(mid_convert, 120, "both pool processes converting", step=0.05)
+            tree = proctree.descendants(proc.pid)
+            assert len(tree) == 4, tree  # forkserver, resource tracker, two pool processes
+            worker_id = one(world.conn, "SELECT worker_id FROM procrastinate_jobs WHERE status = 'doing'")
+            job_id = one(world.conn, "SELECT id FROM procrastinate_jobs WHERE status = 'doing'")
+            world.conn.commit()
+
+            proc.send_signal(signal.SIGKILL)
+            seconds, left = proctree.wait_gone(tree, 5.0)
+            print(f"\nworker killed: its {len(tree)} conversion processes gone after {seconds:.2f} s")
+            assert left == [], f"still alive 5 s after kill -9: {left}"
+            proc.wait(timeout=30)
+            proctree.reap(tree)
+            assert [(p, p.stat()) for p in tree if p.stat() is not None] == []
+        finally:
+            proctree.kill(tree)
+            proctree.reap(tree)
+
+    # nobody unregistered it: its row stays until pruned
+    assert one(world.conn, "SELECT count(*) FROM procrastinate_workers WHERE id = %s", worker_id) == 1
+    settings = world.settings.model_copy(update={"stall_timeout_s": 1.0})
+    wait_for(
+        lambda: bool(one(world.conn, "SELECT now() - last_heartbeat > interval '1 s' FROM procrastinate_workers")),
+        10, "the heartbeat to be older than the stall timeout", step=0.1,
+    )  # fmt: skip
+    report = reconcile(settings, {world.spec.id: world.spec})
+    assert report.pruned_workers == [worker_id]
+    assert report.requeued_jobs == [job_id] and report.released_stalled == [pid]
+    assert one(world.conn, "SELECT count(*) FROM procrastinate_workers") == 0
+    assert repo.events_of(world.conn, pid)[-1]["message"] == f"released: worker {worker_id} stalled"
+    assert reconcile(settings, {world.spec.id: world.spec}).pruned_workers == []
+
+
+def test_reconcile_prunes_only_the_rows_of_silent_workers(migrated_db: str) -> None:
+    """Rows written by hand: two silent workers (one holding a job) and a live one."""
+    settings = Settings(database_url=SecretStr(migrated_db), stall_timeout_s=60, _env_file=None)  # type: ignore[call-arg]
+    spec = load_spec(ROOT / "collections" / "sentinel-2-l2a.yaml").model_copy(update={"id": "t-prune"})
+    with psycopg.connect(migrated_db, autocommit=True) as db:
+        (product,) = repo.insert_discovered(db, [repo.DiscoveredProduct("P0", spec.id, "local", *[None] * 6)])
+        repo.claim(db, product)
+        repo.transition(db, product, State.CLAIMED, State.DOWNLOADED)
+        with ProductQueue(settings) as queue:
+            queue.enqueue([product])
+        heartbeat = "INSERT INTO procrastinate_workers (last_heartbeat) VALUES (now() - %s::interval) RETURNING id"
+        busy, idle, live = (one(db, heartbeat, age) for age in ("61 s", "1 day", "5 s"))
+        db.execute("UPDATE procrastinate_jobs SET status = 'doing', worker_id = %s", [busy])
+
+        report = reconcile(settings, {spec.id: spec})
+        assert report.pruned_workers == sorted([busy, idle])
+        assert "2 silent worker(s) pruned" in report.summary()
+        assert [r[0] for r in db.execute("SELECT id FROM procrastinate_workers")] == [live]
+        # its job was requeued first, so the release still names the worker
+        assert report.released_stalled == [product]
+        assert repo.events_of(db, product)[-1]["message"] == f"released: worker {busy} stalled"
+        assert one(db, "SELECT status::text FROM procrastinate_jobs") == "todo"
+        assert reconcile(settings, {spec.id: spec}).pruned_workers == []
