@@ -26,20 +26,20 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from stac_fastapi.extensions.sort import ItemCollectionSortExtension, SearchSortExtension
 from stac_fastapi.extensions.sort.sort import SortConformanceClasses
 from stac_fastapi.pgstac.app import instantiate_api
 from stac_fastapi.pgstac.config import PostgresSettings, ServerSettings
 from stac_fastapi.pgstac.config import Settings as PgstacApiSettings
-from stac_fastapi.pgstac.core import health_check
+from stac_fastapi.pgstac.core import CoreCrudClient, health_check
 from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
 from stac_fastapi.pgstac.models.extensions import Extensions
 
 from ingest import dsn, logs
 from ingest.api import errors, http
-from ingest.api.bounds import Limits
+from ingest.api.bounds import Limits, Refused, filter_tree
 from ingest.api.deletions import add_deleted_items
 from ingest.api.guard import Guard
 from ingest.collections import STAC_VERSION
@@ -84,6 +84,31 @@ class _ApiSettings(_InitOnly, PgstacApiSettings):  # type: ignore[misc]
 
 class _PostgresSettings(_InitOnly, PostgresSettings):  # type: ignore[misc]
     pass
+
+
+class _Client(CoreCrudClient):  # type: ignore[misc]
+    """stac-fastapi-pgstac's client, with the GET filter turned into CQL2 JSON by ``bounds.filter_tree``
+    instead of cql2's ``Expr.validate()``: validate() takes ~10 MB per nesting level and hundreds of
+    MB for small invalid expressions (``casei(id) = 1 = 2``: 266 MB, measured), and the guard has
+    checked the filter already. pgstac refuses what is still wrong (ingest.api.errors: 400)."""
+
+    limits = Limits()
+
+    def _clean_search_args(
+        self,
+        base_args: dict[str, Any],
+        filter_query: str | None = None,
+        filter_lang: str | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        clean: dict[str, Any] = super()._clean_search_args(base_args, **kwargs)
+        if filter_query:
+            try:
+                clean["filter"] = filter_tree(filter_query, filter_lang, self.limits)
+            except Refused as refusal:
+                raise HTTPException(refusal.status, refusal.message) from None
+            clean["filter_lang"] = "cql2-json"
+        return clean
 
 
 def api_settings(settings: Settings) -> PgstacApiSettings:
@@ -158,7 +183,12 @@ def build_app(settings: Settings) -> FastAPI:
         yield
         await close_db_connection(app)
 
-    api = instantiate_api(extensions=_extensions(stac_settings), settings=stac_settings, lifespan=lifespan)
+    limits = Limits.from_settings(settings)
+    # instantiate_api builds the client itself: the limits ride on a subclass
+    client = type("Client", (_Client,), {"limits": limits})
+    api = instantiate_api(
+        client=client, extensions=_extensions(stac_settings), settings=stac_settings, lifespan=lifespan
+    )
     # StacApi passes title and description to its client but not the landing id, which the client
     # took from stac-fastapi's module-level (environment) settings at import
     api.client.landing_page_id = settings.api_landing_id
@@ -169,7 +199,7 @@ def build_app(settings: Settings) -> FastAPI:
     add_deleted_items(app, settle_s=settings.api_deletions_settle_s)
     errors.install(app, statement_timeout_s=settings.api_statement_timeout_s)
     # added last, so outermost: it sees the request before stac-fastapi's middlewares and routes
-    app.add_middleware(Guard, limits=Limits.from_settings(settings), body_timeout_s=settings.api_body_timeout_s)
+    app.add_middleware(Guard, limits=limits, body_timeout_s=settings.api_body_timeout_s)
     http.configure(settings.api_header_timeout_s)
     return app
 

@@ -245,3 +245,52 @@ def test_bad_search_bodies_are_refused_with_the_member_named(body: Any, fragment
     with pytest.raises(Refused) as refused:
         check_search_body(body, LIMITS)
     assert fragment in refused.value.message
+
+
+@pytest.mark.parametrize(
+    ("geometry", "fragment"),
+    [
+        ({"type": "Polygon", "coordinates": [[[0, 0], [1, 1]]]}, "closed ring"),
+        ({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1]]]}, "closed ring"),
+        ({"type": "LineString", "coordinates": [[0, 0]]}, "2 positions"),
+        ({"type": "Point", "coordinates": [0, 0, 0, 0]}, "2 or 3 finite numbers"),
+        ({"type": "Point", "coordinates": ["a", 0]}, "2 or 3 finite numbers"),
+        ({"type": "Polygon", "coordinates": [0, 0]}, "nested wrongly"),
+        ({"type": "Circle", "coordinates": [0, 0]}, "not a GeoJSON geometry"),
+        ({"type": "GeometryCollection", "geometries": {}}, "list of geometries"),
+        ({"coordinates": [0, 0]}, "not a GeoJSON geometry"),
+    ],
+)
+def test_malformed_geometries_are_refused(geometry: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(Refused, match=fragment):
+        check_search_body({"intersects": geometry}, LIMITS)
+    if geometry.get("type") in ("Polygon", "LineString", "Point"):
+        with pytest.raises(Refused, match=fragment):
+            check_filter({"op": "s_intersects", "args": [{"property": "geometry"}, geometry]}, "cql2-json", LIMITS)
+
+
+def test_wellformed_geometries_pass() -> None:
+    ring = [[0, 0], [1, 0], [1, 1], [0, 0]]
+    for g in (
+        {"type": "Point", "coordinates": [1.5, 2]},
+        {"type": "Polygon", "coordinates": [ring]},
+        {"type": "MultiPolygon", "coordinates": [[ring], [ring]]},
+        {"type": "GeometryCollection", "geometries": [{"type": "LineString", "coordinates": [[0, 0], [1, 1]]}]},
+    ):
+        check_search_body({"intersects": g}, LIMITS)
+    check_filter("s_intersects(geometry, POLYGON((0 0, 1 0, 1 1, 0 0)))", "cql2-text", LIMITS)
+
+
+@pytest.mark.parametrize(
+    "text", ["id", "1", "eo:cloud_cover + 1", "casei(id)", "NOT id", "id = 'a' AND eo:cloud_cover", "'x'"]
+)
+def test_filters_that_are_no_condition_are_refused(text: str) -> None:
+    with pytest.raises(Refused, match="not a condition"):
+        check_filter(text, "cql2-text", LIMITS)
+
+
+@pytest.mark.parametrize(
+    "text", ["id = 'a'", "casei(id) = casei('A')", "true", "id IN ('a', 'b') AND NOT eo:cloud_cover > 5", "id LIKE 'a%'"]
+)
+def test_conditions_pass(text: str) -> None:
+    check_filter(text, "cql2-text", LIMITS)
