@@ -21,7 +21,7 @@ def free_port() -> int:
 
 @contextmanager
 def throwaway_stack(*, durable: bool = False) -> Iterator[dict[str, str]]:
-    """Start PostgreSQL+PostGIS+pgstac and moto in a temporary directory; yields the INGEST_* settings.
+    """Start PostgreSQL+PostGIS+pgstac and SeaweedFS (S3) in a temporary directory; yields the INGEST_* settings.
     ``durable``: fsync on, for figures that include commits to disk."""
     root = Path(tempfile.mkdtemp(prefix="bench-stack-", dir="/tmp"))
     os.chmod(root, 0o755)  # noqa: S103 - the postgres OS user must traverse it

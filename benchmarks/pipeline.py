@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/pipeline.py [--size 10980] [--count 4] [--convert-workers {default,1,both}]
                                             [--queue-jobs 200] [--timeout S] [--dir DIR] [--keep]
 
-On a throw-away stack (PostgreSQL+pgstac and moto S3 on free ports, fsync off as in every benchmark
+On a throw-away stack (PostgreSQL+pgstac and SeaweedFS S3 on free ports, fsync off as in every benchmark
 here) it generates --count Sentinel-2 L2A products (10 m bands --size px; 10980 is a real tile:
 ~1 GB archives, ~2 min each to generate) plus a few small ones (size 60), serves each set with the
 local provider (ingest.devtools.provider) and measures, with real ``ingest worker`` OS processes:
@@ -191,7 +191,7 @@ def discover_all(world: World) -> list[str]:
 
 
 def drop_objects(world: World) -> None:
-    """Empty the configuration's bucket (moto keeps objects in memory and temp files)."""
+    """Empty the configuration's bucket (objects persist on disk)."""
     store = ObjectStore.from_settings(world.settings)
     with psycopg.connect(world.dsn, autocommit=True) as conn:
         rows = conn.execute(
@@ -598,7 +598,7 @@ def main() -> int:
         print(f"products generated in {time.perf_counter() - t:.0f} s")
         with throwaway_stack() as env, ProviderServer(scratch / "provider", port=0) as server:
             site = Site(env, scratch)
-            context = f"{machine()}; PostgreSQL {site.server_version()} (fsync off), moto S3"
+            context = f"{machine()}; PostgreSQL {site.server_version()} (fsync off), SeaweedFS S3"
             if args.queue_jobs > 0:  # first: quick, and proves the chain before the long runs
                 print(f"\n-- queue: {SMALL_COUNT} size-{SMALL_SIZE} products, then {args.queue_jobs} skipped jobs")
                 with ProviderServer(scratch / "provider-small", port=0) as small:

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/retention.py [--items 1000000] [--share 0.1] [--batch-size 1000]
 
-A throw-away stack (PostgreSQL+PostGIS+pgstac, moto) on free ports. One collection gets N synthetic
+A throw-away stack (PostgreSQL+PostGIS+pgstac, SeaweedFS) on free ports. One collection gets N synthetic
 items (small S2-like items: a footprint, a datetime spread evenly over 1,000 days, three assets with
 file:size), written server-side straight into the collection's partition (pgstac's stored form), and N
 catalogued product rows owning them (no S3 objects: ``s3_prefix`` NULL, so nothing to delete there).

@@ -62,7 +62,7 @@ def _echo_json(doc: Any) -> None:
 
 @cli.group()
 def stack() -> None:
-    """The local development stack: PostgreSQL+PostGIS+pgstac and an S3 server (moto)."""
+    """The local development stack: PostgreSQL+PostGIS+pgstac and an S3 server (SeaweedFS)."""
 
 
 def _stack_config(settings: Settings) -> Any:

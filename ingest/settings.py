@@ -44,7 +44,7 @@ class Settings(BaseSettings):
 
     # --- object store ---
     s3_endpoint_url: str | None = Field(
-        default=None, description="S3 endpoint for non-AWS stores (MinIO, Ceph, moto); empty for AWS."
+        default=None, description="S3 endpoint for non-AWS stores (SeaweedFS, MinIO, Ceph); empty for AWS."
     )
     s3_region: str = "us-east-1"
     s3_bucket: str = "eo-catalogue"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on the embedded default stack: local PostgreSQL+PostGIS+pgstac, local S3 (moto), the
+# The main job on the embedded default stack: local PostgreSQL+PostGIS+pgstac, local S3 (SeaweedFS), the
 # project's own provider serving generated products; every collection harvested into the catalogue.
 set -euo pipefail
 cd "$(dirname "$0")/.."

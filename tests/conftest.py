@@ -1,4 +1,4 @@
-"""Shared fixtures: a real PostgreSQL+PostGIS+pgstac cluster and a real S3 server (moto), started
+"""Shared fixtures: a real PostgreSQL+PostGIS+pgstac cluster and a real S3 server (SeaweedFS), started
 once per test session by the project's own stack code, in a throw-away directory on free ports."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Processing end to end: provider (HTTP) -> verified SAFE -> COGs -> S3 (moto server) -> item in pgstac.
+"""Processing end to end: provider (HTTP) -> verified SAFE -> COGs -> S3 (SeaweedFS) -> item in pgstac.
 
 Every check goes through the real services: items are read back from pgstac, objects through S3 and
 through GDAL's /vsis3/, the history from the events table.

@@ -1,4 +1,4 @@
-"""The object store adapter and the upload stage against a real S3 endpoint (moto's server, over HTTP).
+"""The object store adapter and the upload stage against a real S3 endpoint (the stack's SeaweedFS, over HTTP).
 
 boto3 and GDAL really talk to the server; nothing is mocked. Every test gets its own bucket.
 """
@@ -137,7 +137,7 @@ def test_public_href_when_a_public_base_is_configured(make_store: StoreFactory, 
 
 
 def test_multipart_above_threshold_keeps_checksum_metadata(make_store: StoreFactory, tmp_path: Path) -> None:
-    # moto, like S3, refuses parts below 5 MiB (except the last): 11 MiB in 5 MiB parts is 3 parts
+    # SeaweedFS, like S3, refuses parts below 5 MiB (except the last): 11 MiB in 5 MiB parts is 3 parts
     store = make_store(StoreOptions(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB))
     big = _cog_bytes(tmp_path / "big.tif", np.random.default_rng(1).bytes(11 * MiB), "B02_10m")
     small = _cog_bytes(tmp_path / "small.tif", b"small" * 100, "AOT_20m")

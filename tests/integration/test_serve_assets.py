@@ -71,7 +71,7 @@ def test_served_s3_assets_say_how_to_read_them(world: World, server: ApiServer, 
     assert STORAGE_EXT in item["stac_extensions"]
     for key, asset in item["assets"].items():
         assert asset["href"].startswith(f"s3://{settings.s3_bucket}/"), key
-        assert asset["storage:platform"] == "OTHER", key  # moto: an S3-compatible store, not AWS
+        assert asset["storage:platform"] == "OTHER", key  # an S3-compatible store of our own, not AWS
         assert asset["storage:region"] == settings.s3_region, key
         assert asset["storage:requester_pays"] is False, key
         assert asset[ENDPOINT_FIELD] == settings.s3_endpoint_url, key
