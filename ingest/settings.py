@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     # --- provider (EODAG) ---
     provider: str = Field(default="local", description="Provider name used for every collection by default.")
     provider_url: str = Field(
-        default="http://127.0.0.1:55800",
+        default="http://127.0.0.1:15800",
         description="Root of the provider's STAC API (the local provider by default); "
         "empty to use INGEST_PROVIDER as an EODAG built-in provider (cop_dataspace, creodias, ...).",
     )
@@ -181,8 +181,8 @@ class Settings(BaseSettings):
     stack_dir: Path = DEFAULT_STACK_DIR
 
     # --- local stack ports (only used by `ingest stack`) ---
-    stack_pg_port: int = Field(default=55432, ge=1024, le=65535)
-    stack_s3_port: int = Field(default=55900, ge=1024, le=65535)
+    stack_pg_port: int = Field(default=15432, ge=1024, le=65535)
+    stack_s3_port: int = Field(default=15900, ge=1024, le=65535)
 
     log_level: str = "INFO"
 

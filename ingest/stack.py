@@ -42,8 +42,8 @@ DEBIAN_PACKAGES = ("postgresql", "postgresql-15-postgis-3")
 @dataclass(frozen=True)
 class StackConfig:
     root: Path
-    pg_port: int = 55432
-    s3_port: int = 55900
+    pg_port: int = 15432
+    s3_port: int = 15900
     bucket: str = "eo-catalogue"
     region: str = "us-east-1"
     durable: bool = True  # False: fsync off, for throw-away test clusters
@@ -274,12 +274,29 @@ def _start_postgres(cfg: StackConfig, bindir: Path) -> None:
         return
     if _port_open(cfg.pg_port):
         raise StackError(f"port {cfg.pg_port} is taken by another process; set INGEST_STACK_PG_PORT")
-    _run(
-        [str(bindir / "pg_ctl"), "-D", str(cfg.pg_data), "-l", str(cfg.pg_log), "-w", "-t", "60", "start"],
-        what="pg_ctl start",
-        user=_pg_user(),
-    )
+    try:
+        _run(
+            [str(bindir / "pg_ctl"), "-D", str(cfg.pg_data), "-l", str(cfg.pg_log), "-w", "-t", "60", "start"],
+            what="pg_ctl start",
+            user=_pg_user(),
+        )
+    except StackError:
+        # pg_ctl only says "Examine the log output": the cause is in the server's log
+        raise StackError(f"PostgreSQL did not start: {_log_cause(cfg.pg_log)} (log: {cfg.pg_log})") from None
     _wait_port(cfg.pg_port, 30, "PostgreSQL")
+
+
+def _log_cause(log: Path) -> str:
+    """The last FATAL/PANIC/ERROR line of a PostgreSQL log, with the HINT after it if there is one."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()[-200:]
+    except OSError:
+        return "no log written"
+    for i in range(len(lines) - 1, -1, -1):
+        if any(level in lines[i] for level in ("FATAL:", "PANIC:", "ERROR:")):
+            hint = lines[i + 1].strip() if i + 1 < len(lines) and "HINT:" in lines[i + 1] else ""
+            return " ".join(part for part in (lines[i].strip(), hint) if part)
+    return lines[-1].strip() if lines else "empty log"
 
 
 def _stop_postgres(cfg: StackConfig) -> bool:

@@ -15,12 +15,12 @@ if [[ ! -s $provider_root/index.jsonl ]]; then
   ingest dev generate --root "$provider_root" --count 6
 fi
 mkdir -p .work
-echo "==> local provider on 127.0.0.1:55800 (log: .work/provider.log)"
+echo "==> local provider on 127.0.0.1:15800 (log: .work/provider.log)"
 .venv/bin/ingest --text-logs dev provider --root "$provider_root" >.work/provider.log 2>&1 &
 provider_pid=$!
 trap 'kill $provider_pid 2>/dev/null || true' EXIT
 for _ in $(seq 50); do
-  curl -fsS -o /dev/null http://127.0.0.1:55800/ 2>/dev/null && break
+  curl -fsS -o /dev/null http://127.0.0.1:15800/ 2>/dev/null && break
   sleep 0.2
 done
 
