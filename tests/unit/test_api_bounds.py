@@ -290,7 +290,8 @@ def test_filters_that_are_no_condition_are_refused(text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["id = 'a'", "casei(id) = casei('A')", "true", "id IN ('a', 'b') AND NOT eo:cloud_cover > 5", "id LIKE 'a%'"]
+    "text",
+    ["id = 'a'", "casei(id) = casei('A')", "true", "id IN ('a', 'b') AND NOT eo:cloud_cover > 5", "id LIKE 'a%'"],
 )
 def test_conditions_pass(text: str) -> None:
     check_filter(text, "cql2-text", LIMITS)
