@@ -15,7 +15,7 @@ from ingest.harvest import Discovery, harvest
 from ingest.pipeline import Outcome, Services, process
 from ingest.settings import Settings
 from ingest.state import repo
-from ingest.state.db import connect
+from ingest.state.db import Database, connect
 from ingest.state.machine import State
 
 
@@ -65,8 +65,9 @@ class App:
     def process(
         self, product_id: str, *, force: bool = False, should_stop: Callable[[], bool] = lambda: False
     ) -> Outcome:
-        with connect(self.settings) as conn:
-            row = repo.get_product(conn, product_id)
+        # a Database, not one connection: a server restart mid-product reopens it (ingest.state.db)
+        with Database.from_settings(self.settings) as db:
+            row = db.run(lambda c, _: repo.get_product(c, product_id))
             if row is None:
                 raise IngestError(f"unknown product {product_id!r}: harvest or backfill it first")
             spec = self.spec(row["collection"])
@@ -74,9 +75,14 @@ class App:
             if force:
                 allowed += (State.CATALOGUED,)
                 if row["state"] == State.INVALID:
-                    repo.transition(conn, product_id, State.INVALID, State.DISCOVERED, message="forced by an operator")
+                    db.run(
+                        lambda c, again: repo.transition(
+                            c, product_id, State.INVALID, State.DISCOVERED, message="forced by an operator",
+                            resumed=again,
+                        )
+                    )  # fmt: skip
             return process(
-                conn,
+                db,
                 self.settings,
                 product_id,
                 spec=spec,

@@ -426,6 +426,9 @@ def status_cmd(c: Context, collection: str | None, as_json: bool) -> None:
         if r.retirements_pending:
             n, cid = r.retirements_pending, r.collection
             click.echo(f"  retention left {n} retired product(s) unfinished: `ingest retain {cid}`")
+        if (a := r.last_audit) is not None:
+            click.echo(f"  last audit {_when(a.finished_at)}: {a.broken_items} broken item(s),"
+                       f" {a.orphan_objects} orphan object(s) in {a.items} items")  # fmt: skip
     click.echo("queue: " + (", ".join(f"{k} {v}" for k, v in sorted(depth.items())) or "empty"))
 
 
@@ -569,6 +572,39 @@ def _retain_one(
             f" {report.objects_deleted} objects deleted{earlier}"
         )
     return report
+
+
+@cli.command("audit")
+@click.argument("collection", required=False)
+@click.option("--repair", is_flag=True, help="Re-queue the products of broken items and delete orphan objects.")
+@click.option("--deep", is_flag=True, help="Also compare each object's SHA-256 (its metadata, a HEAD each).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def audit_cmd(c: Context, collection: str | None, repair: bool, deep: bool, as_json: bool) -> None:
+    """Check that every asset of every item (of COLLECTION, or all) is in S3 with its recorded size, and
+    that every object under the collection's prefix belongs to something; exit 65 when not."""
+    from ingest.audit import run
+    from ingest.audit.progress import progress_for
+    from ingest.audit.report import AuditFindings
+    from ingest.state.db import connect
+
+    app = _app(c)
+    specs = [app.spec(collection)] if collection else [s for _, s in sorted(app.specs.items())]
+    reports = []
+    with connect(c.settings) as conn:
+        for spec in specs:
+            report = run.audit(conn, c.settings, app.store, spec, deep=deep, progress=progress_for(sys.stderr))
+            if repair and report.found:
+                run.repair(conn, c.settings, app.store, report)
+            reports.append(report)
+            if not as_json:
+                for line in report.lines():
+                    click.echo(line)
+    if as_json:
+        _echo_json({"collections": [r.to_dict() for r in reports]})
+    broken, orphans = sum(r.broken_count for r in reports), sum(r.orphan_count for r in reports)
+    if broken or orphans:
+        raise AuditFindings(f"audit found {broken} broken item(s) and {orphans} orphan object(s)")
 
 
 @cli.command("healthcheck")

@@ -2,7 +2,8 @@
 
 A spec says everything the daemon needs to know about a collection: its STAC metadata (what is
 published), where products come from (EODAG collection and provider, search filters), how bands are
-turned into COGs, when to harvest, and what to keep (retention). Errors name the file and the field.
+turned into COGs, when to harvest, what to keep (retention) and when to audit it. Errors name the file
+and the field.
 """
 
 from __future__ import annotations
@@ -260,6 +261,21 @@ class Retention(_Strict):
         return self
 
 
+class Audit(_Strict):
+    """The scheduled ``ingest audit`` of the collection: on by default, daily, report only.
+
+    On because what it finds (objects lost or changed behind the catalogue's back) shows nowhere else;
+    after the shipped retention schedules, so it sees what retention left. The scheduler never repairs:
+    re-queuing or deleting is an operator's call (``ingest audit --repair``)."""
+
+    enabled: bool = True
+    schedule: Cron = "15 4 * * *"
+    deep: bool = False  # also compare every object's SHA-256 (one HEAD each)
+    orphan_grace: Duration = Field(
+        default=timedelta(hours=1), description="objects younger than this are not judged: an upload may be running"
+    )
+
+
 class CollectionSpec(_Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]{1,62}$")
     stac: StacMetadata
@@ -267,6 +283,7 @@ class CollectionSpec(_Strict):
     harvest: Harvest
     cog: CogProfile = CogProfile()
     retention: Retention = Retention()
+    audit: Audit = Audit()
     path: Path | None = Field(default=None, exclude=True)
 
     def stac_collection(self) -> dict[str, Any]:

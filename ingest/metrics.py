@@ -7,8 +7,9 @@ Two kinds of metrics:
   harvests. Each worker process counts its own; Prometheus adds them up (``sum by (...)``).
 * **Site gauges read from the database at scrape time** (``DatabaseCollector``): products per
   state per collection, harvest lag, watermark age, last harvest age, queue depth, unfinished
-  retirements. Served by the scheduler only (every scheduler, leader or standby: the values are the
-  same, take ``max``), so N workers do not run the same queries N times per scrape.
+  retirements, the last audit's findings (``ingest.audits``: the numbers ``ingest status`` shows).
+  Served by the scheduler only (every scheduler, leader or standby: the values are the same, take
+  ``max``), so N workers do not run the same queries N times per scrape.
 
 ``serve(settings, role, ...)`` starts the server on ``INGEST_METRICS_HOST:INGEST_METRICS_PORT``
 (0 = off) with ``/metrics``, ``/livez`` (the process's main loop is alive; no dependency checked, so
@@ -153,6 +154,7 @@ class DatabaseCollector(Collector):
 
     def _read(self) -> list[Metric]:
         from ingest.adapters.queue import job_counts
+        from ingest.audit.records import last_audits
         from ingest.state import retirements as rt
         from ingest.state.db import connect
 
@@ -181,6 +183,19 @@ class DatabaseCollector(Collector):
             " in place: ingest.retirements.last_error); the next retention run finishes them.",
             labels=["collection"],
         )
+        broken = GaugeMetricFamily(
+            "ingest_audit_broken_items",
+            "Items the last audit found with an asset object missing or of another size (or checksum, deep).",
+            labels=["collection"],
+        )
+        orphans = GaugeMetricFamily(
+            "ingest_audit_orphan_objects",
+            "Objects under the collection's prefix the last audit found belonging to nothing.",
+            labels=["collection"],
+        )
+        audit_age = GaugeMetricFamily(
+            "ingest_audit_age_seconds", "Seconds since the collection's last audit finished.", labels=["collection"]
+        )
         timeout = min(self.settings.db_connect_timeout_s, 5)
         with connect(dsn=self.settings.require_database_url(), timeout_s=timeout) as conn:
             conn.execute("SET statement_timeout = 10000")
@@ -203,7 +218,13 @@ class DatabaseCollector(Collector):
             unfinished = rt.pending_counts(conn)
             for cid in sorted(counts.keys() | unfinished.keys()):
                 retiring.add_metric([cid], unfinished.get(cid, 0))
-        return [products, lag, watermark, last, queue, retiring]
+            row = conn.execute("SELECT now()").fetchone()  # the server's clock, as the other ages
+            assert row is not None
+            for cid, audit in sorted(last_audits(conn).items()):
+                broken.add_metric([cid], audit.broken_items)
+                orphans.add_metric([cid], audit.orphan_objects)
+                audit_age.add_metric([cid], (row[0] - audit.finished_at).total_seconds())
+        return [products, lag, watermark, last, queue, retiring, broken, orphans, audit_age]
 
 
 # --------------------------------------------------------------------------- health checks

@@ -1,4 +1,4 @@
-"""What the operator commands read and change: status, hand retries, a product's history."""
+"""What the operator commands read and change: status, hand retries, audit repairs, a product's history."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from ingest.audit.records import LastAudit, last_audits
 from ingest.errors import StateConflict
 from ingest.state import repo, retirements
 from ingest.state.machine import IN_FLIGHT, State
@@ -26,6 +27,7 @@ class CollectionStatus:
     last_harvest_found: int | None = None
     recent_failures: list[dict[str, Any]] = field(default_factory=list)
     retirements_pending: int = 0  # retired products whose item or objects a retention run left
+    last_audit: LastAudit | None = None  # the newest `ingest audit` of the collection (ingest.audits)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,6 +74,8 @@ def status(conn: psycopg.Connection, collections: list[str]) -> list[CollectionS
     for cid, n in retirements.pending_counts(conn).items():
         if cid in out:
             out[cid].retirements_pending = n
+    for cid, audit in last_audits(conn, collections).items():
+        out[cid].last_audit = audit
     return [out[c] for c in collections]
 
 
@@ -99,6 +103,34 @@ def retry(
                 message="retry requested by an operator",
                 set_fields={"attempts": 0, "next_attempt_at": None},
             )
+        except StateConflict:
+            continue
+        moved.append(pid)
+    return moved
+
+
+def requeue_for_repair(conn: psycopg.Connection, broken: list[tuple[str, str]]) -> list[str]:
+    """Give catalogued products whose item an audit found broken back to the pipeline; returns the ids moved.
+
+    ``broken``: (product id, what is wrong). The queue's task takes discovered products only, and the
+    state machine leaves catalogued only by a claim (as ``ingest process --force`` does), so each goes
+    catalogued -> claimed -> discovered in one transaction, with its two events; a product that moved
+    meanwhile is left alone. Its item stays served until a worker has processed it again, which
+    uploads what the store lacks or holds in another size and reloads the item.
+    """
+    moved = []
+    for pid, why in broken:
+        try:
+            with conn.transaction():
+                repo.transition(conn, pid, State.CATALOGUED, State.CLAIMED, message=f"audit: {why}")
+                repo.transition(
+                    conn,
+                    pid,
+                    State.CLAIMED,
+                    State.DISCOVERED,
+                    message="audit repair: queued to be processed again",
+                    set_fields={"attempts": 0, "next_attempt_at": None},
+                )
         except StateConflict:
             continue
         moved.append(pid)

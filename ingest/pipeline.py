@@ -4,6 +4,12 @@ A failure is recorded, never raised past here: ``InvalidProduct`` makes the prod
 (terminal), anything retryable makes it ``failed`` with the next attempt time the retry policy
 decides, other errors make it ``failed`` with no next attempt (an operator retries by hand). The
 product's work directory goes away after success and after a terminal failure.
+
+The state changes run on a ``Database`` that reopens a lost connection: a database restart in the
+middle of a stage costs a retry of the next change (for ``worker_heartbeat_s``), not the product.
+When it stays away longer, the failure is recorded once it answers again (for ``stall_timeout_s``:
+after that the reconciler takes stalled jobs from silent workers anyway), else the product is left
+in flight for the reconciler and the run says so.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,16 +30,17 @@ from ingest import metrics
 from ingest.adapters import pgstac
 from ingest.adapters.s3 import ObjectStore
 from ingest.collections import CollectionSpec
-from ingest.errors import IngestError, InvalidProduct, StateConflict
+from ingest.errors import DatabaseUnavailable, IngestError, InvalidProduct, StateConflict
 from ingest.retry import RetryPolicy, decide
-from ingest.settings import Settings
+from ingest.settings import Settings, scrub
 from ingest.stages import convert, describe
 from ingest.stages.acquire import Downloader, acquire
 from ingest.stages.artifacts import Provenance, ProviderProduct, StorageAccess
 from ingest.stages.unpack import UnpackLimits
 from ingest.stages.upload import upload_product
 from ingest.state import repo
-from ingest.state.machine import State
+from ingest.state.db import Database
+from ingest.state.machine import State, can_transition
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +67,7 @@ class Outcome:
     seconds: float = 0.0
     released: bool = False  # given back unfinished (the process is stopping); it is due again at once
     next_attempt_at: datetime | None = None  # failed: when the retry policy wants it tried again
+    left: bool = False  # in flight still: the database stayed away, nothing could be recorded
 
 
 def product_from_row(row: dict[str, Any]) -> ProviderProduct:
@@ -89,31 +97,43 @@ def download_policy(settings: Settings) -> RetryPolicy:
 
 
 def record_failure(
-    conn: psycopg.Connection,
+    db: Database,
     product_id: str,
-    state: State,
+    state: State | Sequence[State],
     exc: BaseException,
     attempts: int,
     policy: RetryPolicy,
     *,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    retry_for_s: float | None = None,
+    give_up: Callable[[], bool] = lambda: False,
 ) -> Outcome:
-    """Move a product that failed in ``state`` to invalid or failed, with the cause and retry decision."""
+    """Move a product that failed in ``state`` (one of them) to invalid or failed, with the cause and
+    retry decision. ``retry_for_s`` and ``give_up``: how long to wait for a lost database (``Database.run``)."""
     cause = exc.message if isinstance(exc, IngestError) else f"{type(exc).__name__}: {exc}"
     if isinstance(exc, InvalidProduct):
-        repo.transition(conn, product_id, state, State.INVALID, message=cause, set_fields={"last_error": cause})
+        db.run(
+            lambda c, again: repo.transition(
+                c, product_id, state, State.INVALID, message=cause, set_fields={"last_error": cause}, resumed=again
+            ),
+            retry_for_s=retry_for_s, give_up=give_up,
+        )  # fmt: skip
         return Outcome(product_id, State.INVALID, cause)
     decision = decide(policy, attempts, exc)
     next_at = now() + decision.delay if decision.retry and decision.delay is not None else None
-    repo.transition(
-        conn,
-        product_id,
-        state,
-        State.FAILED,
-        message=f"{cause} ({decision.reason})",
-        details={"retry": decision.retry, "attempt": attempts, "error": type(exc).__name__},
-        set_fields={"last_error": cause, "next_attempt_at": next_at},
-    )
+    db.run(
+        lambda c, again: repo.transition(
+            c,
+            product_id,
+            state,
+            State.FAILED,
+            message=f"{cause} ({decision.reason})",
+            details={"retry": decision.retry, "attempt": attempts, "error": type(exc).__name__},
+            set_fields={"last_error": cause, "next_attempt_at": next_at},
+            resumed=again,
+        ),
+        retry_for_s=retry_for_s, give_up=give_up,
+    )  # fmt: skip
     return Outcome(product_id, State.FAILED, cause, next_attempt_at=next_at)
 
 
@@ -160,7 +180,7 @@ def _keep_created(services: Services, item: dict[str, Any]) -> None:
 
 
 def process(
-    conn: psycopg.Connection,
+    conn: psycopg.Connection | Database,
     settings: Settings,
     product_id: str,
     *,
@@ -177,19 +197,30 @@ def process(
 
     Objects are uploaded before the item is loaded, so no item ever points at a missing object; a
     product found invalid after its upload has its objects removed, so nothing is left that nothing owns.
+
+    ``conn``: a ``Database`` (reopened when lost), or a caller's own connection (used as it is).
+    Raises StateConflict when someone else holds the product, DatabaseUnavailable when the database
+    is away at the claim (nothing was done).
     """
+    db = conn if isinstance(conn, Database) else Database.of(conn)
     started = time.monotonic()
-    row = repo.claim(conn, product_id, allowed=allowed)
+    row = db.run(lambda c, again: repo.claim(c, product_id, allowed=allowed, resumed=again))
     product = product_from_row({**row, "eodag_collection": spec.source.eodag_collection})
     work = work_dir_of(settings, row["collection"], product_id)
     state = State.CLAIMED
+    going_to: State | None = None  # the change under way: a lost COMMIT may have made it
     item_id: str | None = None
     stage_started = time.monotonic()
 
     def advance(new: State, message: str, details: dict[str, Any], **fields: Any) -> None:
-        nonlocal state, stage_started
-        repo.transition(conn, product_id, state, new, message=message, details=details, set_fields=fields or None)
-        state = new
+        nonlocal state, stage_started, going_to
+        src, going_to = state, new
+        db.run(
+            lambda c, again: repo.transition(
+                c, product_id, src, new, message=message, details=details, set_fields=fields or None, resumed=again
+            )
+        )
+        state, going_to = new, None
         seconds, stage_started = time.monotonic() - stage_started, time.monotonic()
         _stage_done(spec.id, product_id, STAGE_ENDING_IN[new], seconds, message, details)
         if new is not State.CATALOGUED and should_stop():
@@ -260,9 +291,15 @@ def process(
     except StateConflict:
         raise  # someone else moved it: not ours to record
     except _Stopping:
-        repo.transition(conn, product_id, state, State.DISCOVERED, message=f"released in {state.value}: stopping")
-        shutil.rmtree(work, ignore_errors=True)
         stage = STAGE_AFTER.get(state, "catalogue")
+        message = f"released in {state.value}: stopping"
+        try:
+            db.run(
+                lambda c, again: repo.transition(c, product_id, state, State.DISCOVERED, message=message, resumed=again)
+            )
+        except DatabaseUnavailable as exc:
+            return _left(settings, spec.id, product_id, state, stage, exc, time.monotonic() - started)
+        shutil.rmtree(work, ignore_errors=True)
         log.info(
             "%s: released in %s (stopping)", product_id, state.value,
             extra=_fields(spec.id, product_id, stage, time.monotonic() - stage_started, "released"),
@@ -271,15 +308,38 @@ def process(
         return Outcome(product_id, State.DISCOVERED, None, time.monotonic() - started, released=True)
     except Exception as exc:
         failed_in, seconds = state, time.monotonic() - stage_started
-        out = record_failure(conn, product_id, state, exc, row["attempts"], product_policy(settings))
+        stage = STAGE_AFTER.get(failed_in, "catalogue")
+        # where the product may be: a change lost with its connection may have been made
+        maybe = [state] + ([going_to] if going_to is not None and can_transition(going_to, State.FAILED) else [])
+        try:
+            out = record_failure(
+                db, product_id, maybe, exc, row["attempts"], product_policy(settings),
+                retry_for_s=settings.stall_timeout_s, give_up=should_stop,
+            )  # fmt: skip
+        except DatabaseUnavailable as gone:
+            return _left(settings, spec.id, product_id, state, stage, gone, time.monotonic() - started)
         if out.state is State.INVALID:
             _discard(services, spec, item_id, state, product_id)
             shutil.rmtree(work, ignore_errors=True)
-        _stage_failed(spec.id, product_id, STAGE_AFTER.get(failed_in, "catalogue"), seconds, exc, out)
+        _stage_failed(spec.id, product_id, stage, seconds, exc, out)
         return replace(out, seconds=time.monotonic() - started)
     shutil.rmtree(work, ignore_errors=True)
     metrics.product_finished(spec.id, "catalogued")
     return Outcome(product_id, state, None, time.monotonic() - started)
+
+
+def _left(
+    settings: Settings, collection: str, product_id: str, state: State, stage: str, exc: IngestError, seconds: float
+) -> Outcome:
+    """The database stayed away: nothing can be recorded, the product stays in flight for the reconciler
+    (its job stalls with this silent worker, or the product becomes an orphan). One line says so."""
+    cause = scrub(exc.message, *settings.secrets())
+    log.error(
+        "%s: left in %s for the reconciler (%s): %s", product_id, state.value, stage, cause,
+        extra={**_fields(collection, product_id, stage, seconds, "left"), "cause": type(exc).__name__, "error": cause},
+    )  # fmt: skip
+    metrics.product_finished(collection, "left")
+    return Outcome(product_id, state, cause, seconds, left=True)
 
 
 def _fields(collection: str, product_id: str, stage: str, seconds: float, outcome: str) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from pypgstac.load import Loader, Methods
 
 from ingest.errors import ConfigError, DatabaseUnavailable, IngestError, InvalidProduct
 from ingest.settings import scrub
-from ingest.state.db import connect, describe_dsn, dsn_password
+from ingest.state.db import connect, describe_dsn, dsn_password, lost
 
 Item = dict[str, Any]
 
@@ -66,8 +66,9 @@ def pgstac_db(dsn: str) -> Iterator[PgstacDB]:
         try:
             yield db
         except psycopg.OperationalError as exc:
+            what = "database connection lost: " if lost(exc, conn) else ""  # a restart, not a refusal
             raise DatabaseUnavailable(
-                f"pgstac at {describe_dsn(dsn)}: {scrub(_one_line(exc), dsn, dsn_password(dsn))}"
+                f"{what}pgstac at {describe_dsn(dsn)}: {scrub(_one_line(exc), dsn, dsn_password(dsn))}"
             ) from None
         except psycopg.Error as exc:
             raise IngestError(
@@ -371,3 +372,46 @@ def item_ids(dsn: str, collection_id: str) -> list[str]:
             .fetchall()
         )
     return [r[0] for r in rows]
+
+
+def item_pages(
+    dsn: str, collection_id: str, *, page_size: int = 500
+) -> Iterator[list[tuple[str, dict[str, Any], str | None]]]:
+    """A collection's items as (id, assets, ``updated``), in pages, ordered as a store lists their
+    objects: by ``{id}/`` in byte order (``COLLATE "C"``, whatever the database's collation).
+
+    The sorted ids come from one server-side cursor (one sort of the ids, read a page at a time),
+    each page's assets by their ids through the partition's primary key: the content of only one
+    page is in memory. Assets are pgstac's stored form: fields equal to the collection's item_assets
+    are stripped (hrefs, sizes and checksums never are).
+    """
+    with pgstac_db(dsn) as db:
+        conn = db.connect()
+        with conn.transaction(), conn.cursor(name="item_pages") as ids:
+            ids.execute(
+                "SELECT id FROM pgstac.items WHERE collection = %s ORDER BY (id || '/') COLLATE \"C\"",
+                [collection_id],
+            )
+            while page := [r[0] for r in ids.fetchmany(page_size)]:
+                rows = conn.execute(
+                    "SELECT id, content -> 'assets', content -> 'properties' ->> 'updated' FROM pgstac.items"
+                    " WHERE collection = %s AND id = ANY(%s)",
+                    [collection_id, page],
+                ).fetchall()
+                found = {r[0]: (r[0], r[1] if isinstance(r[1], dict) else {}, r[2]) for r in rows}
+                yield [found[i] for i in page if i in found]
+
+
+def item_updates(dsn: str, collection_id: str, item_ids: Sequence[str]) -> dict[str, str | None]:
+    """The ``updated`` property of those of ``item_ids`` still in the collection."""
+    with pgstac_db(dsn) as db:
+        rows = (
+            db.connect()
+            .execute(
+                "SELECT id, content -> 'properties' ->> 'updated' FROM pgstac.items WHERE collection = %s"
+                " AND id = ANY(%s)",
+                [collection_id, list(item_ids)],
+            )
+            .fetchall()
+        )
+    return {r[0]: r[1] for r in rows}

@@ -95,6 +95,15 @@ class ObjectInfo:
     last_modified: datetime
 
 
+@dataclass(frozen=True)
+class ListedObject:
+    """An entry of a listing: ListObjectsV2 gives key, size and time (no metadata, unlike a HEAD)."""
+
+    key: str
+    size: int
+    last_modified: datetime
+
+
 def check_segment(value: str, what: str) -> str:
     if not _SEGMENT.fullmatch(value):
         raise IngestError(f"refusing {what} {value!r} as an S3 key segment (allowed: letters, digits, '.', '_', '-')")
@@ -348,6 +357,15 @@ class ObjectStore:
             for page in self._client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
                 keys.extend(o["Key"] for o in page.get("Contents", []))
         return sorted(keys)
+
+    def iter_objects(self, prefix: str) -> Iterator[ListedObject]:
+        """Every object under ``prefix`` (a full key prefix) in the store's listing order (byte order on
+        S3; SeaweedFS lists folder by folder), page by page: one request per 1,000 objects, only the
+        current page held."""
+        with self._boundary(f"listing of {prefix!r}"):
+            for page in self._client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                for o in page.get("Contents", []):
+                    yield ListedObject(o["Key"], o["Size"], o["LastModified"])
 
     def delete_item_objects(self, collection: str, item_id: str) -> int:
         """Delete every object under ``{prefix}/{collection}/{item_id}/``; returns how many.

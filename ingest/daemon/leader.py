@@ -13,10 +13,13 @@ client machine (no FIN ever arrives) and ends the session, which frees the lock 
 Advisory locks are scoped to one database, and need a direct connection or a session-mode pooler
 (a transaction-mode pgbouncer hands the session to others).
 
-Failover is not instantaneous and not perfectly exclusive: between the server dropping a lost
-leader's session and that leader noticing (its next ``still_held``), both may run a job. Every
-scheduled job is idempotent (guarded state changes, inserts ON CONFLICT DO NOTHING, queueing locks),
-so the overlap costs a duplicate provider search at worst.
+Failover is not instantaneous: between the server dropping a lost leader's session (a database
+restart drops every session) and that leader noticing (its next ``still_held``), another scheduler
+may take the lock. So the scheduler asks ``still_held`` again before each job starts
+(``ingest.daemon.scheduler``): no job starts without the lock, and only a job already running when
+the session ended can overlap the next leader's. Every scheduled job is idempotent (guarded state
+changes, inserts ON CONFLICT DO NOTHING, queueing locks), so that overlap costs a duplicate provider
+search at worst.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import hashlib
 import logging
 import os
 import socket
+import threading
 
 import psycopg
 
@@ -113,7 +117,7 @@ def current_holder(conn: psycopg.Connection, name: str) -> tuple[int, str | None
 class LeaderLock:
     """``try_acquire`` / ``still_held`` / ``release`` of one named lock; only one holder anywhere.
 
-    Not thread-safe: one thread (the scheduler's loop) owns it.
+    Thread-safe: the scheduler's loop and its jobs' threads share it (one connection, one user at a time).
     """
 
     def __init__(self, dsn: str, name: str, *, connect_timeout_s: int = 5) -> None:
@@ -124,6 +128,7 @@ class LeaderLock:
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
         self._conn: psycopg.Connection | None = None
         self._held = False
+        self._use = threading.RLock()  # the public methods call one another
 
     # -- connection
 
@@ -179,47 +184,51 @@ class LeaderLock:
 
         Raises DatabaseUnavailable when the database cannot be reached.
         """
-        if self._held and self.still_held():
-            return True  # session locks stack: taking it twice would need two unlocks
-        conn = self._connect()
-        try:
-            row = conn.execute("SELECT pg_try_advisory_lock(%s)", [self.key]).fetchone()
-        except psycopg.Error as exc:
-            self._drop()
-            raise self._unavailable(exc) from None
-        self._held = bool(row and row[0])
-        return self._held
+        with self._use:
+            if self._held and self.still_held():
+                return True  # session locks stack: taking it twice would need two unlocks
+            conn = self._connect()
+            try:
+                row = conn.execute("SELECT pg_try_advisory_lock(%s)", [self.key]).fetchone()
+            except psycopg.Error as exc:
+                self._drop()
+                raise self._unavailable(exc) from None
+            self._held = bool(row and row[0])
+            return self._held
 
     def still_held(self) -> bool:
         """A cheap check on the lock's own session; False (and leadership is lost) when it is gone."""
-        if not self._held or self._conn is None or self._conn.closed:
-            self._held = False
-            return False
-        classid, objid = _split_key(self.key)
-        try:
-            row = self._conn.execute(_HELD_SQL, [classid, objid]).fetchone()
-        except psycopg.Error as exc:
-            log.warning("leader lock %s: session lost: %s", self.name, self._unavailable(exc).message)
-            self._drop()
-            return False
-        self._held = bool(row and row[0])
-        return self._held
+        with self._use:
+            if not self._held or self._conn is None or self._conn.closed:
+                self._held = False
+                return False
+            classid, objid = _split_key(self.key)
+            try:
+                row = self._conn.execute(_HELD_SQL, [classid, objid]).fetchone()
+            except psycopg.Error as exc:
+                log.warning("leader lock %s: session lost: %s", self.name, self._unavailable(exc).message)
+                self._drop()
+                return False
+            self._held = bool(row and row[0])
+            return self._held
 
     def holder(self) -> str | None:
         """Who holds the lock now (the holder's application_name), None if nobody or unknown."""
-        classid, objid = _split_key(self.key)
-        try:
-            row = self._connect().execute(_HOLDER_SQL, [classid, objid]).fetchone()
-        except (psycopg.Error, DatabaseUnavailable):
-            return None  # only used to say who leads; never worth failing for
-        return str(row[0]) if row and row[0] else None
+        with self._use:
+            classid, objid = _split_key(self.key)
+            try:
+                row = self._connect().execute(_HOLDER_SQL, [classid, objid]).fetchone()
+            except (psycopg.Error, DatabaseUnavailable):
+                return None  # only used to say who leads; never worth failing for
+            return str(row[0]) if row and row[0] else None
 
     def release(self) -> None:
         """Give the lock up and close its connection (either alone would free it; both say so clearly)."""
-        if self._held and self._conn is not None and not self._conn.closed:
-            with contextlib.suppress(psycopg.Error):  # the session is gone, and the lock with it
-                self._conn.execute("SELECT pg_advisory_unlock(%s)", [self.key])
-        self._drop()
+        with self._use:
+            if self._held and self._conn is not None and not self._conn.closed:
+                with contextlib.suppress(psycopg.Error):  # the session is gone, and the lock with it
+                    self._conn.execute("SELECT pg_advisory_unlock(%s)", [self.key])
+            self._drop()
 
     def __enter__(self) -> LeaderLock:
         return self

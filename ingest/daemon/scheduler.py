@@ -3,7 +3,8 @@
 Two parts:
 
 * ``jobs_for(specs, settings)``: pure. What runs, when: one harvest job per collection whose harvest
-  is enabled (its cron or interval), one reconcile job every ``reconcile_interval_s``.
+  is enabled (its cron or interval), a retention and an audit job per collection that enables them
+  (their cron), one reconcile job every ``reconcile_interval_s``.
 * ``run_scheduler(settings)``: the process. Any number may run (one per machine, say); they elect a
   leader with a PostgreSQL advisory lock (``ingest.daemon.leader``). The leader runs the jobs in an
   APScheduler ``BackgroundScheduler``; the others wait and try to take over every ``leader_poll_s``.
@@ -43,7 +44,7 @@ from ingest.state.db import connect
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "ingest-scheduler"
-JobKind = Literal["harvest", "retention", "reconcile"]
+JobKind = Literal["harvest", "retention", "audit", "reconcile"]
 TriggerKind = Literal["cron", "interval"]
 # A cron run late by less than this (executor busy, VM paused) still runs once (coalesce=True);
 # later than that, the next fire is as good. Interval jobs use their own period instead.
@@ -60,7 +61,7 @@ _QUEUE_WRITES = threading.Lock()
 
 @dataclass(frozen=True)
 class PlannedJob:
-    id: str  # "harvest:<collection>", "retention:<collection>", "reconcile"
+    id: str  # "harvest:<collection>", "retention:<collection>", "audit:<collection>", "reconcile"
     kind: JobKind
     trigger: TriggerKind
     trigger_args: Mapping[str, Any]  # cron: {"expr": "0 * * * *"}; interval: {"seconds": 3600.0}
@@ -118,6 +119,18 @@ def _retention_job(spec: CollectionSpec, settings: Settings) -> PlannedJob:
     )
 
 
+def _audit_job(spec: CollectionSpec, settings: Settings) -> PlannedJob:
+    return PlannedJob(
+        id=f"audit:{spec.id}",
+        kind="audit",
+        trigger="cron",
+        trigger_args={"expr": spec.audit.schedule},
+        func=run_audit,
+        args=(settings, spec.id),
+        collection=spec.id,
+    )
+
+
 def _reconcile_job(specs: Mapping[str, CollectionSpec], settings: Settings) -> PlannedJob:
     seconds = settings.reconcile_interval_s
     return PlannedJob(
@@ -132,9 +145,11 @@ def _reconcile_job(specs: Mapping[str, CollectionSpec], settings: Settings) -> P
 
 
 def jobs_for(specs: Mapping[str, CollectionSpec], settings: Settings) -> list[PlannedJob]:
-    """Every job the leader runs: harvests of enabled collections (by id), then the reconciler."""
+    """Every job the leader runs: harvests, retention runs and audits of the collections that enable
+    them (by id), then the reconciler."""
     jobs = [_harvest_job(specs[cid], settings) for cid in sorted(specs) if specs[cid].harvest.enabled]
     jobs += [_retention_job(specs[cid], settings) for cid in sorted(specs) if specs[cid].retention.enabled]
+    jobs += [_audit_job(specs[cid], settings) for cid in sorted(specs) if specs[cid].audit.enabled]
     jobs.append(_reconcile_job(specs, settings))
     return jobs
 
@@ -188,6 +203,17 @@ def run_retention(settings: Settings, collection_id: str) -> None:
         )  # fmt: skip
 
 
+def run_audit(settings: Settings, collection_id: str) -> None:
+    """The collection's audit, as ``ingest audit COLLECTION`` without --repair (recorded, logged)."""
+    from ingest.app import App
+    from ingest.audit.run import audit
+
+    app = App(settings)
+    spec = app.spec(collection_id)
+    with connect(settings) as conn:
+        audit(conn, settings, app.store, spec, deep=spec.audit.deep, scheduled=True)
+
+
 def run_reconcile(settings: Settings, specs: Mapping[str, CollectionSpec]) -> None:
     from ingest.daemon.reconcile import reconcile
 
@@ -195,10 +221,15 @@ def run_reconcile(settings: Settings, specs: Mapping[str, CollectionSpec]) -> No
         reconcile(settings, specs)  # logs its own line
 
 
-def _guarded(job: PlannedJob, settings: Settings) -> Callable[[], None]:
-    """The job as APScheduler runs it: an error is one log line, never the scheduler's end."""
+def _guarded(job: PlannedJob, settings: Settings, leading: Callable[[], bool]) -> Callable[[], None]:
+    """The job as APScheduler runs it: an error is one log line, never the scheduler's end. It starts only
+    while ``leading()``: a database restart ends the lock's session at once, the leader's loop notices
+    only at its next poll, and meanwhile another scheduler may have taken the lock."""
 
     def run() -> None:
+        if not leading():
+            log.warning("%s not run: leadership lost (the lock's database session ended)", job.id)
+            return
         try:
             job.func(*job.args)
         except Exception as exc:
@@ -225,7 +256,7 @@ def last_harvests(settings: Settings) -> dict[str, datetime]:
         return {}
 
 
-def _start_jobs(plan: list[PlannedJob], settings: Settings) -> Any:
+def _start_jobs(plan: list[PlannedJob], settings: Settings, leading: Callable[[], bool]) -> Any:
     from apscheduler.schedulers.background import BackgroundScheduler
 
     sched = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
@@ -237,8 +268,8 @@ def _start_jobs(plan: list[PlannedJob], settings: Settings) -> Any:
         first = start or trigger.get_next_fire_time(None, now)
         timing: dict[str, Any] = {"next_run_time": start} if start is not None else {}
         sched.add_job(
-            _guarded(job, settings), trigger=trigger, id=job.id, name=job.id, misfire_grace_time=job.misfire_grace_s,
-            **timing,
+            _guarded(job, settings, leading), trigger=trigger, id=job.id, name=job.id,
+            misfire_grace_time=job.misfire_grace_s, **timing,
         )  # fmt: skip
         log.info("job %s: %s, first run %s", job.id, job.describe(), "now" if first <= now else _utc(first))
     sched.start()
@@ -255,7 +286,7 @@ def _lead(lock: LeaderLock, plan: list[PlannedJob], settings: Settings, stop: th
 
     log.info("leader: %s leads (lock session pid %s); starting %d job(s)", identity(), lock.backend_pid, len(plan))
     ensure_schema(settings.require_database_url())  # a fresh site: the first leader creates the queue
-    sched = _start_jobs(plan, settings)
+    sched = _start_jobs(plan, settings, lock.still_held)
     try:
         while not stop.wait(settings.leader_poll_s):
             if not lock.still_held():

@@ -2,7 +2,9 @@
 
 Every state change is ``UPDATE ... WHERE id = %s AND state = ANY(expected)`` plus an event row in
 the same transaction; a change that finds the product elsewhere raises StateConflict and changes
-nothing.
+nothing. ``resumed=True`` (a retry after a lost connection, ``ingest.state.db.Database``): a change
+that finds the product already where it was going, with this process's event the newest, is the
+lost call's own change, committed after all: done, not a conflict and not made twice.
 """
 
 from __future__ import annotations
@@ -98,6 +100,7 @@ def transition(
     message: str | None = None,
     details: dict[str, Any] | None = None,
     set_fields: dict[str, Any] | None = None,
+    resumed: bool = False,
 ) -> None:
     """Guarded state change with its event, in one transaction."""
     exp = [expected] if isinstance(expected, State) else list(expected)
@@ -119,6 +122,8 @@ def transition(
         )
         row = cur.fetchone()
         if row is None:
+            if resumed and _applied(conn, product_id, exp, new):
+                return
             current = cur.execute("SELECT state FROM ingest.products WHERE id = %s", [product_id]).fetchone()
             found = current[0] if current else "no such product"
             raise StateConflict(
@@ -130,6 +135,21 @@ def transition(
             "VALUES (%s, %s, %s, %s, %s, %s)",
             [product_id, row[0], new.value, WORKER, message, Jsonb(details) if details is not None else None],
         )
+
+
+def _applied(conn: psycopg.Connection, product_id: str, expected: Sequence[State], new: State) -> bool:
+    """Whether the product is in ``new`` by this process's own change from ``expected``: its newest
+    event says so (events are written with the state, in the same transaction). The guard held the
+    product in ``expected`` for us until that change, so nobody else can have made it."""
+    last = conn.execute(
+        "SELECT e.from_state, e.to_state, e.worker, p.state FROM ingest.products p"
+        " JOIN ingest.events e ON e.product_id = p.id WHERE p.id = %s ORDER BY e.id DESC LIMIT 1",
+        [product_id],
+    ).fetchone()
+    if last is None:
+        return False
+    from_state, to_state, worker, state = last
+    return bool(state == to_state == new.value and worker == WORKER and from_state in {s.value for s in expected})
 
 
 def get_product(conn: psycopg.Connection, product_id: str) -> dict[str, Any] | None:
@@ -173,10 +193,15 @@ def touch_harvest(conn: psycopg.Connection, collection: str, found: int) -> None
 
 
 def claim(
-    conn: psycopg.Connection, product_id: str, *, allowed: Iterable[State] = (State.DISCOVERED, State.FAILED)
+    conn: psycopg.Connection,
+    product_id: str,
+    *,
+    allowed: Iterable[State] = (State.DISCOVERED, State.FAILED),
+    resumed: bool = False,
 ) -> dict[str, Any]:
     """Take a product for processing: guarded move to ``claimed``, one more attempt counted."""
-    exp = [s.value for s in allowed]
+    states = list(allowed)
+    exp = [s.value for s in states]
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
             """
@@ -189,6 +214,10 @@ def claim(
             [product_id, product_id, exp],
         ).fetchone()
         if row is None:
+            if resumed and _applied(conn, product_id, states, State.CLAIMED):
+                claimed = cur.execute("SELECT * FROM ingest.products WHERE id = %s", [product_id]).fetchone()
+                assert claimed is not None  # _applied found it
+                return claimed
             current = cur.execute("SELECT state FROM ingest.products WHERE id = %s", [product_id]).fetchone()
             found = current["state"] if current else "no such product"
             raise StateConflict(f"cannot claim: expected {'/'.join(exp)}, found {found}", product_id=product_id)

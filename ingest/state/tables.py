@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -128,3 +129,38 @@ Index(
     retirements.c.collection,
     postgresql_where=text("item_deleted_at IS NULL OR objects_deleted_at IS NULL"),
 )
+
+audits = Table(
+    "audits",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("collection", Text, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("deep", Boolean, nullable=False, comment="SHA-256 of every object compared too"),
+    Column("scheduled", Boolean, nullable=False, comment="run by the scheduler, not by an operator"),
+    Column("items", Integer, nullable=False),
+    Column("assets", Integer, nullable=False),
+    Column("objects", Integer, nullable=False),
+    Column("unchecked_assets", Integer, nullable=False, comment="hrefs outside this store's prefix"),
+    Column("broken_items", Integer, nullable=False),
+    Column("orphan_objects", Integer, nullable=False),
+    Column("orphan_bytes", BigInteger, nullable=False),
+    Column("requeued", Integer, comment="--repair: products re-queued"),
+    Column("orphans_deleted", Integer, comment="--repair: orphan objects deleted"),
+)
+Index("audits_collection_finished_idx", audits.c.collection, audits.c.finished_at)
+
+audit_deletions = Table(
+    "audit_deletions",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("audit_id", BigInteger, ForeignKey("ingest.audits.id", name="audit_deletions_audit_fk"), nullable=False),
+    Column("collection", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("last_modified", DateTime(timezone=True), nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("deleted_at", DateTime(timezone=True)),
+)
+Index("audit_deletions_audit_idx", audit_deletions.c.audit_id)

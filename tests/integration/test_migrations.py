@@ -46,6 +46,8 @@ def test_migrated_schema_equals_models(empty_db: str) -> None:
         "watermarks",
         "backfill_chunks",
         "retirements",
+        "audits",
+        "audit_deletions",
         "alembic_version",
     }
     assert _diff(empty_db) == []

@@ -11,7 +11,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from ingest import collections as col
 from ingest.collections import CollectionSpec
 from ingest.daemon.leader import lock_key
-from ingest.daemon.scheduler import first_runs, jobs_for, run_harvest, run_reconcile, run_retention
+from ingest.daemon.scheduler import first_runs, jobs_for, run_audit, run_harvest, run_reconcile, run_retention
 from ingest.settings import Settings
 from tests.conftest import ROOT
 
@@ -32,7 +32,7 @@ def with_harvest(spec: CollectionSpec, **harvest: object) -> CollectionSpec:
     return spec.model_copy(update={"harvest": spec.harvest.model_copy(update=harvest)})
 
 
-def test_real_collections_give_one_hourly_harvest_each_plus_the_reconciler(
+def test_real_collections_give_one_hourly_harvest_and_a_daily_audit_each_plus_the_reconciler(
     specs: dict[str, CollectionSpec], settings: Settings
 ) -> None:
     jobs = jobs_for(specs, settings)
@@ -40,6 +40,9 @@ def test_real_collections_give_one_hourly_harvest_each_plus_the_reconciler(
         "harvest:sentinel-1-grd",
         "harvest:sentinel-2-l1c",
         "harvest:sentinel-2-l2a",
+        "audit:sentinel-1-grd",
+        "audit:sentinel-2-l1c",
+        "audit:sentinel-2-l2a",
         "reconcile",
     ]
     for job in jobs[:3]:
@@ -50,6 +53,9 @@ def test_real_collections_give_one_hourly_harvest_each_plus_the_reconciler(
         assert job.misfire_grace_s == 3600
         assert job.describe() == "every 1:00:00"
     assert not any(j.kind == "retention" for j in jobs)  # the shipped policies are off until an operator sets one
+    for job in jobs[3:6]:  # audits are on by default: what they find shows nowhere else
+        assert (job.kind, job.trigger, dict(job.trigger_args)) == ("audit", "cron", {"expr": "15 4 * * *"})
+        assert job.func is run_audit and job.args == (settings, job.collection) and job.id == f"audit:{job.collection}"
 
 
 def test_an_enabled_retention_policy_gets_a_cron_job_on_its_schedule(
@@ -65,6 +71,19 @@ def test_an_enabled_retention_policy_gets_a_cron_job_on_its_schedule(
     assert [j for j in jobs if j.startswith("retention:")] == ["retention:sentinel-2-l1c"]
     fire = job.make_trigger().get_next_fire_time(None, NOW)
     assert (fire.weekday(), fire.hour, fire.minute) == (6, 2, 15)
+
+
+def test_an_audit_follows_its_schedule_and_can_be_turned_off(
+    specs: dict[str, CollectionSpec], settings: Settings
+) -> None:
+    s1 = specs["sentinel-1-grd"]
+    specs["sentinel-1-grd"] = s1.model_copy(update={"audit": s1.audit.model_copy(update={"schedule": "0 5 * * 0"})})
+    s2 = specs["sentinel-2-l1c"]
+    specs["sentinel-2-l1c"] = s2.model_copy(update={"audit": s2.audit.model_copy(update={"enabled": False})})
+    audits = {j.id: j for j in jobs_for(specs, settings) if j.kind == "audit"}
+    assert set(audits) == {"audit:sentinel-1-grd", "audit:sentinel-2-l2a"}
+    fire = audits["audit:sentinel-1-grd"].make_trigger().get_next_fire_time(None, NOW)
+    assert (fire.weekday(), fire.hour, fire.minute) == (6, 5, 0)  # 0 = Sunday, as cron means it
 
 
 def test_reconcile_job_follows_the_setting_and_sees_every_collection(
@@ -95,7 +114,7 @@ def test_cron_harvest_gets_a_utc_cron_trigger(specs: dict[str, CollectionSpec], 
 def test_short_interval_and_disabled_harvest(specs: dict[str, CollectionSpec], settings: Settings) -> None:
     specs["sentinel-1-grd"] = with_harvest(specs["sentinel-1-grd"], enabled=False)
     specs["sentinel-2-l1c"] = with_harvest(specs["sentinel-2-l1c"], interval=timedelta(seconds=5))
-    jobs = {j.id: j for j in jobs_for(specs, settings)}
+    jobs = {j.id: j for j in jobs_for(specs, settings) if j.kind != "audit"}
     assert set(jobs) == {"harvest:sentinel-2-l1c", "harvest:sentinel-2-l2a", "reconcile"}
     fast = jobs["harvest:sentinel-2-l1c"]
     assert fast.trigger_args == {"seconds": 5.0} and fast.describe() == "every 5 s" and fast.misfire_grace_s == 5
