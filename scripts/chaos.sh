@@ -25,4 +25,4 @@ export CHAOS_SETTLE_S="${CHAOS_SETTLE_S:-300}"
 echo "==> chaos: seed ${CHAOS_SEED}, ${CHAOS_PRODUCTS} products, faults over ${CHAOS_WINDOW_S} s:" \
   "${CHAOS_WORKER_KILLS} worker kills, ${CHAOS_SCHEDULER_KILLS} scheduler kills," \
   "${CHAOS_PG_RESTARTS} PostgreSQL restarts, ${CHAOS_S3_KILLS} SeaweedFS kills"
-exec .venv/bin/pytest -q -s -p no:cacheprovider tests/integration/test_chaos.py --timeout 3600
+exec .venv/bin/pytest -q -s -p no:cacheprovider tests/integration/faults/test_chaos.py --timeout 3600

@@ -5,13 +5,50 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from tests.integration.api import ApiServer
+from ingest.adapters import pgstac
+from tests.conftest import Stack
+from tests.integration.api import (
+    EUROPE,
+    T0,
+    ApiDatabase,
+    ApiServer,
+    api_database,
+    api_server,
+    hours,
+    publish,
+    stac_item,
+)
+
+GROWTH_MB = 50  # what one worker may grow by over a whole sweep or fuzz run (measured: under 5 MB)
+
+
+@contextmanager
+def small_catalogue(stack: Stack, template: str, count: int) -> Iterator[ApiDatabase]:
+    """A database with one collection ``coll-a`` of ``count`` items a00, a01, ... (one a day, Europe)."""
+    with api_database(stack, template) as d:
+        publish(d.admin_dsn, "coll-a")
+        when = [datetime(2024, 1, 1 + i, 10, tzinfo=UTC) for i in range(count)]
+        pgstac.load_items(
+            d.admin_dsn, [stac_item("coll-a", f"a{i:02d}", t, EUROPE, T0 + hours(i)) for i, t in enumerate(when)]
+        )
+        yield d
+
+
+@contextmanager
+def two_workers(db: ApiDatabase, logs: Path, **env: str) -> Iterator[ApiServer]:
+    """``ingest serve`` with two worker processes, both serving."""
+    with api_server(db.reader_dsn, logs, **{"INGEST_API_WORKERS": "2", **env}) as s:
+        wait_for_workers(s, 2)
+        yield s
 
 
 def children(pid: int) -> list[int]:

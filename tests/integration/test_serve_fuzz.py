@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -20,24 +19,15 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.adapters import pgstac
 from tests.conftest import Stack
 from tests.integration.api import (
-    EUROPE,
-    T0,
     ApiDatabase,
     ApiServer,
-    api_database,
-    api_server,
-    hours,
-    publish,
-    stac_item,
 )
-from tests.integration.hostile import total_rss_mb, wait_for_workers, workers
+from tests.integration.hostile import GROWTH_MB, small_catalogue, total_rss_mb, two_workers, workers
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 SEEDED = "FUZZ_SEED" in os.environ
-GROWTH_MB = 50  # per worker, over the whole run (see test_serve_hostile)
 
 PARAMS = [
     "ids", "collections", "bbox", "intersects", "datetime", "limit", "query", "fields", "sortby",
@@ -97,19 +87,13 @@ post_bodies = (
 
 @pytest.fixture(scope="module")
 def db(stack: Stack, migrated_template: str) -> Iterator[ApiDatabase]:
-    with api_database(stack, migrated_template) as d:
-        publish(d.admin_dsn, "coll-a")
-        rows = [
-            ("coll-a", f"a{i:02d}", datetime(2024, 1, 1 + i, 10, tzinfo=UTC), EUROPE, T0 + hours(i)) for i in range(4)
-        ]
-        pgstac.load_items(d.admin_dsn, [stac_item(*r) for r in rows])
+    with small_catalogue(stack, migrated_template, 4) as d:
         yield d
 
 
 @pytest.fixture(scope="module")
 def server(db: ApiDatabase, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
-    with api_server(db.reader_dsn, tmp_path_factory.mktemp("fuzz"), INGEST_API_WORKERS="2") as s:
-        wait_for_workers(s, 2)
+    with two_workers(db, tmp_path_factory.mktemp("fuzz")) as s:
         yield s
 
 

@@ -10,49 +10,41 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 
 import psycopg
 import pytest
 import requests
 
-from ingest.adapters import pgstac
 from tests.conftest import Stack
 from tests.integration.api import (
-    EUROPE,
-    T0,
     ApiDatabase,
     ApiServer,
-    api_database,
-    api_server,
-    hours,
-    publish,
-    stac_item,
 )
-from tests.integration.hostile import JSON, sweep, total_rss_mb, wait_for_workers, workers
+from tests.integration.hostile import (
+    GROWTH_MB,
+    JSON,
+    small_catalogue,
+    sweep,
+    total_rss_mb,
+    two_workers,
+    wait_for_workers,
+    workers,
+)
 
 DEPTH = 10  # INGEST_API_MAX_FILTER_DEPTH's default
-# what one worker may grow by over the whole sweep (cql2's validate(), which took up to 266 MB for
-# one small invalid filter, is no longer on the path: measured growth is under 5 MB)
-GROWTH_MB = 50
 
 
 @pytest.fixture(scope="module")
 def db(stack: Stack, migrated_template: str) -> Iterator[ApiDatabase]:
-    with api_database(stack, migrated_template) as d:
-        publish(d.admin_dsn, "coll-a")
-        rows = [
-            ("coll-a", f"a{i:02d}", datetime(2024, 1, 1 + i, 10, tzinfo=UTC), EUROPE, T0 + hours(i)) for i in range(6)
-        ]
-        pgstac.load_items(d.admin_dsn, [stac_item(*r) for r in rows])
+    with small_catalogue(stack, migrated_template, 6) as d:
         yield d
 
 
 @pytest.fixture(scope="module")
 def server(db: ApiDatabase, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
-    env = {"INGEST_API_BODY_TIMEOUT_S": "1", "INGEST_API_HEADER_TIMEOUT_S": "1", "INGEST_API_WORKERS": "2"}
-    with api_server(db.reader_dsn, tmp_path_factory.mktemp("hostile"), **env) as s:
-        wait_for_workers(s, 2)
+    with two_workers(
+        db, tmp_path_factory.mktemp("hostile"), **{"INGEST_API_BODY_TIMEOUT_S": "1", "INGEST_API_HEADER_TIMEOUT_S": "1"}
+    ) as s:
         yield s
 
 

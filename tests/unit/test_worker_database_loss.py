@@ -1,6 +1,6 @@
 """How the worker process ends when procrastinate loses its database (``ingest.daemon.worker._work``),
 with stand-ins for procrastinate's app and worker: a real outage longer than psycopg_pool's 30 s
-wait would make a slow test (``tests/integration/test_db_restart.py`` has the short ones)."""
+wait would make a slow test (``tests/integration/faults/test_db_restart.py`` has the short ones)."""
 
 from __future__ import annotations
 

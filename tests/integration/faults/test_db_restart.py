@@ -50,28 +50,6 @@ CHAIN = ["discovered", "claimed", "downloaded", "converted", "uploaded", "catalo
 HOLD_S = 1.0  # how long the server stays down in an outage
 
 
-@pytest.fixture(scope="module")
-def private() -> Iterator[tuple[Stack, st.StackConfig]]:
-    with pg_restart.private_stack() as made:
-        yield made
-
-
-@pytest.fixture(scope="module")
-def stack(private: tuple[Stack, st.StackConfig]) -> Stack:
-    """This module's cluster in place of the session's (``make_world`` and ``migrated_db`` use it)."""
-    return private[0]
-
-
-@pytest.fixture(scope="module")
-def cfg(private: tuple[Stack, st.StackConfig]) -> st.StackConfig:
-    return private[1]
-
-
-@pytest.fixture(scope="module")
-def migrated_template() -> str:
-    return st.PG_DATABASE  # ``stack.up`` migrated it, and nothing here connects to it
-
-
 @pytest.fixture(autouse=True)
 def server_up(cfg: st.StackConfig) -> Iterator[None]:
     """A test that failed mid-outage leaves the next one a running server."""

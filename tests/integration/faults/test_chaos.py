@@ -30,14 +30,12 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 
 from ingest import stack as st
 from ingest.adapters import pgstac
@@ -82,28 +80,6 @@ FAST = {
     "INGEST_S3_READ_TIMEOUT_S": "5",
     "INGEST_DB_CONNECT_TIMEOUT_S": "2",
 }
-
-
-@pytest.fixture(scope="module")
-def private() -> Iterator[tuple[Stack, st.StackConfig]]:
-    with pg_restart.private_stack() as made:
-        yield made
-
-
-@pytest.fixture(scope="module")
-def stack(private: tuple[Stack, st.StackConfig]) -> Stack:
-    """This module's cluster in place of the session's (``make_world`` and ``migrated_db`` use it)."""
-    return private[0]
-
-
-@pytest.fixture(scope="module")
-def cfg(private: tuple[Stack, st.StackConfig]) -> st.StackConfig:
-    return private[1]
-
-
-@pytest.fixture(scope="module")
-def migrated_template() -> str:
-    return st.PG_DATABASE  # ``stack.up`` migrated it, and nothing here connects to it
 
 
 # ----------------------------------------------------------------------------- the supervised processes
