@@ -149,12 +149,17 @@ def _geometry_of(doc: Any, path: Path) -> dict[str, Any]:
     )
 
 
+MAX_GEOMETRY_BYTES = 16 * 2**20  # an area of interest, not a coastline at full resolution
+
+
 def read_geometry(path: Path) -> dict[str, Any]:
     """The search area from a GeoJSON file; every problem is one line naming the file."""
     from shapely.geometry import shape
     from shapely.validation import explain_validity
 
     try:
+        if path.stat().st_size > MAX_GEOMETRY_BYTES:
+            raise UsageError(f"{path}: larger than {MAX_GEOMETRY_BYTES // 2**20} MiB: simplify the area")
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
@@ -163,6 +168,8 @@ def read_geometry(path: Path) -> dict[str, Any]:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except RecursionError:  # json's scanner stops at the interpreter's recursion limit
+        raise UsageError(f"{path}: JSON nested too deeply to be a geometry") from None
     geometry = _geometry_of(doc, path)
     try:
         geom = shape(geometry)

@@ -191,6 +191,18 @@ def test_missing_geometry_file(tmp_path: Path) -> None:
         bf.read_geometry(tmp_path / "nowhere.geojson")
 
 
+def test_hostile_geometry_files_are_one_line(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.geojson"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(bf.UsageError, match=r"deep\.geojson: JSON nested too deeply"):
+        bf.read_geometry(deep)
+    big = tmp_path / "big.geojson"
+    with big.open("wb") as f:
+        f.truncate(bf.MAX_GEOMETRY_BYTES + 1)
+    with pytest.raises(bf.UsageError, match=r"big\.geojson: larger than 16 MiB"):
+        bf.read_geometry(big)
+
+
 def test_directory_as_geometry_file(tmp_path: Path) -> None:
     with pytest.raises(bf.UsageError, match="cannot read the geometry file: Is a directory"):
         bf.read_geometry(tmp_path)
