@@ -107,25 +107,16 @@ def _harvest_job(spec: CollectionSpec, settings: Settings) -> PlannedJob:
     )
 
 
-def _retention_job(spec: CollectionSpec, settings: Settings) -> PlannedJob:
+def _collection_cron_job(
+    kind: JobKind, spec: CollectionSpec, settings: Settings, expr: str, func: Callable[[Settings, str], None]
+) -> PlannedJob:
+    """A collection's retention run or audit: ``func(settings, collection id)`` on the spec's cron."""
     return PlannedJob(
-        id=f"retention:{spec.id}",
-        kind="retention",
+        id=f"{kind}:{spec.id}",
+        kind=kind,
         trigger="cron",
-        trigger_args={"expr": spec.retention.schedule},
-        func=run_retention,
-        args=(settings, spec.id),
-        collection=spec.id,
-    )
-
-
-def _audit_job(spec: CollectionSpec, settings: Settings) -> PlannedJob:
-    return PlannedJob(
-        id=f"audit:{spec.id}",
-        kind="audit",
-        trigger="cron",
-        trigger_args={"expr": spec.audit.schedule},
-        func=run_audit,
+        trigger_args={"expr": expr},
+        func=func,
         args=(settings, spec.id),
         collection=spec.id,
     )
@@ -148,8 +139,14 @@ def jobs_for(specs: Mapping[str, CollectionSpec], settings: Settings) -> list[Pl
     """Every job the leader runs: harvests, retention runs and audits of the collections that enable
     them (by id), then the reconciler."""
     jobs = [_harvest_job(specs[cid], settings) for cid in sorted(specs) if specs[cid].harvest.enabled]
-    jobs += [_retention_job(specs[cid], settings) for cid in sorted(specs) if specs[cid].retention.enabled]
-    jobs += [_audit_job(specs[cid], settings) for cid in sorted(specs) if specs[cid].audit.enabled]
+    for cid in sorted(specs):
+        spec = specs[cid]
+        if spec.retention.enabled:
+            jobs.append(_collection_cron_job("retention", spec, settings, spec.retention.schedule, run_retention))
+    for cid in sorted(specs):
+        spec = specs[cid]
+        if spec.audit.enabled:
+            jobs.append(_collection_cron_job("audit", spec, settings, spec.audit.schedule, run_audit))
     jobs.append(_reconcile_job(specs, settings))
     return jobs
 
