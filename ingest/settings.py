@@ -295,9 +295,6 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError("invalid settings: " + "; ".join(problems)) from None
 
 
-redact_dsn = dsn.redact  # the old name, still imported by ingest/api/serve.py
-
-
 def scrub(text: str, *secrets: SecretStr | str | None) -> str:
     """Remove every given secret from a message (library errors sometimes echo DSNs or passwords)."""
     values = {s.get_secret_value() if isinstance(s, SecretStr) else s for s in secrets if s is not None}

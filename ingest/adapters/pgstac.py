@@ -36,9 +36,10 @@ from psycopg.types.json import Jsonb
 from pypgstac.db import PgstacDB
 from pypgstac.load import Loader, Methods
 
+from ingest.dsn import password_of, where
 from ingest.errors import ConfigError, DatabaseUnavailable, IngestError, InvalidProduct
 from ingest.settings import scrub
-from ingest.state.db import connect, describe_dsn, dsn_password, lost
+from ingest.state.db import connect, lost
 
 Item = dict[str, Any]
 
@@ -68,11 +69,11 @@ def pgstac_db(dsn: str) -> Iterator[PgstacDB]:
         except psycopg.OperationalError as exc:
             what = "database connection lost: " if lost(exc, conn) else ""  # a restart, not a refusal
             raise DatabaseUnavailable(
-                f"{what}pgstac at {describe_dsn(dsn)}: {scrub(_one_line(exc), dsn, dsn_password(dsn))}"
+                f"{what}pgstac at {where(dsn)}: {scrub(_one_line(exc), dsn, password_of(dsn))}"
             ) from None
         except psycopg.Error as exc:
             raise IngestError(
-                f"pgstac at {describe_dsn(dsn)} refused: {scrub(_one_line(exc), dsn, dsn_password(dsn))}"
+                f"pgstac at {where(dsn)} refused: {scrub(_one_line(exc), dsn, password_of(dsn))}"
             ) from None
         finally:
             db.close()

@@ -33,9 +33,9 @@ import threading
 
 import psycopg
 
+from ingest import dsn
 from ingest.errors import DatabaseUnavailable
 from ingest.settings import scrub
-from ingest.state.db import describe_dsn, dsn_password
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +154,8 @@ class LeaderLock:
 
     def _unavailable(self, exc: psycopg.Error) -> DatabaseUnavailable:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        detail = scrub(first, self.dsn, dsn_password(self.dsn))
-        return DatabaseUnavailable(f"database {describe_dsn(self.dsn)} unreachable: {detail}")
+        detail = scrub(first, self.dsn, dsn.password_of(self.dsn))
+        return DatabaseUnavailable(f"database {dsn.where(self.dsn)} unreachable: {detail}")
 
     def _drop(self) -> None:
         """Forget the connection (closing it ends the session, which frees the lock if we had it)."""

@@ -17,15 +17,11 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from ingest.dsn import parse, password_of, where
+from ingest.dsn import parse, password_of
 from ingest.errors import DatabaseUnavailable
 from ingest.settings import Settings, load_settings, scrub
 
 log = logging.getLogger(__name__)
-
-# the old names, still imported by ingest/daemon/leader.py and ingest/adapters/pgstac.py
-describe_dsn = where
-dsn_password = password_of
 
 T = TypeVar("T")
 # Backoff between tries after a lost connection: a restart's crash recovery takes about a second.

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from ingest.dsn import redact as redact_dsn
 from ingest.errors import ConfigError
-from ingest.settings import load_settings, redact_dsn, scrub
+from ingest.settings import load_settings, scrub
 
 
 def test_defaults_load_without_any_configuration(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
