@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from ingest import logs
+from ingest.daemon import shutdown
 from ingest.errors import IngestError
 from ingest.settings import Settings, load_settings
 
@@ -357,6 +358,7 @@ def process_cmd(c: Context, product_id: str, force: bool) -> None:
 @pass_ctx
 def worker_cmd(c: Context, concurrency: int | None, queues: tuple[str, ...]) -> None:
     """Take product jobs from the queue until SIGTERM/SIGINT (any number, on any number of machines)."""
+    shutdown.latch()
     from ingest.daemon.worker import run_worker
 
     run_worker(c.settings, concurrency=concurrency, queues=list(queues) or None)
@@ -366,6 +368,7 @@ def worker_cmd(c: Context, concurrency: int | None, queues: tuple[str, ...]) -> 
 @pass_ctx
 def scheduler_cmd(c: Context) -> None:
     """Plan harvests and reconciliation per collection; one leads, others wait as standby."""
+    shutdown.latch()
     from ingest.daemon.scheduler import run_scheduler
 
     run_scheduler(c.settings)
@@ -376,6 +379,7 @@ def scheduler_cmd(c: Context) -> None:
 @pass_ctx
 def run_cmd(c: Context, concurrency: int | None) -> None:
     """The single-machine daemon: the scheduler and a worker in one process, until SIGTERM/SIGINT."""
+    shutdown.latch()
     import threading
 
     from ingest.daemon.scheduler import run_scheduler

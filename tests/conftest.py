@@ -12,7 +12,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -89,8 +89,9 @@ class Stack:
     root: Path
     pg_port: int
     s3_port: int
-    dsn: str
-    env: dict[str, str]
+    # kept out of the repr: pytest prints a failing test's fixtures, and these carry the stack's passwords
+    dsn: str = field(repr=False)
+    env: dict[str, str] = field(repr=False)
 
     def database(self, name: str) -> str:
         return self.dsn.rsplit("/", 1)[0] + "/" + name

@@ -35,6 +35,7 @@ import psycopg
 from ingest import collections as col
 from ingest import metrics
 from ingest.collections import CollectionSpec
+from ingest.daemon import shutdown
 from ingest.daemon.leader import LeaderLock
 from ingest.errors import DatabaseUnavailable, IngestError, first_line
 from ingest.settings import Settings, scrub
@@ -344,6 +345,8 @@ def run_scheduler(settings: Settings, *, stop: threading.Event | None = None, in
     metrics.leader_gauge(lambda: lock.held)
     # ---
     restore = _install_signals(stop) if install_signals else (lambda: None)
+    if shutdown.requested():  # SIGTERM while starting
+        stop.set()
     said: str | None = None  # the standby reason last logged: said once, not at every poll
     try:
         while not stop.is_set():

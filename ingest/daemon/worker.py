@@ -31,6 +31,7 @@ from procrastinate.worker import Worker
 
 from ingest import metrics
 from ingest.adapters.queue import QUEUE, ensure_schema, make_app
+from ingest.daemon import shutdown
 from ingest.errors import DatabaseUnavailable, first_line
 from ingest.settings import Settings, scrub
 
@@ -91,6 +92,9 @@ async def _work(app: procrastinate.App, worker: Worker, settings: Settings) -> s
 
     async with app.open_async():
         restore = _on_signals(stop)
+        if shutdown.requested():  # SIGTERM while starting: nothing taken yet, nothing to finish
+            restore()
+            return None
         beat = asyncio.create_task(_heartbeat(app, worker, settings, stop), name="ingest heartbeat")
         try:
             await worker.run()  # type: ignore[no-untyped-call]  # likewise

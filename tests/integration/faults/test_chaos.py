@@ -63,6 +63,8 @@ S3_KILLS = _env_int("CHAOS_S3_KILLS", 1)
 WINDOW_S = float(os.environ.get("CHAOS_WINDOW_S", "20"))
 SETTLE_S = float(os.environ.get("CHAOS_SETTLE_S", "90"))
 RESTART_AFTER_S = 0.5  # a supervisor's restart delay
+# what a worker and a scheduler log once their start-up has begun (after the SIGTERM latch)
+STARTED = (": taking jobs from ", " job(s) planned: ")
 HARVEST_EVERY_S = 2
 
 # short timeouts, so that what a kill leaves is found and given back within seconds
@@ -180,6 +182,11 @@ class Supervisor:
         self.pending = []
         self.note_trees()
         live = [r for r in self.roles if r.proc is not None]
+        for r in live:  # a stop is asked of a started daemon: one that has said what it does
+            deadline = time.monotonic() + 60
+            while not any(m in r.output() for m in STARTED) and r.proc is not None and r.proc.poll() is None:
+                assert time.monotonic() < deadline, f"{r.name} did not start in 60 s:\n{r.output()}"
+                time.sleep(0.1)
         for r in live:
             assert r.proc is not None
             r.proc.send_signal(signal.SIGTERM)
