@@ -51,7 +51,8 @@ def _product_zip(
     manifest = _manifest(listed, algorithm)
     members = {f"{PID}.SAFE/{k}": v for k, v in {**listed, **(unlisted or {})}.items()}
     if tamper:
-        members[f"{PID}.SAFE/{tamper}"] = members[f"{PID}.SAFE/{tamper}"][:-1] + b"\0"
+        data = members[f"{PID}.SAFE/{tamper}"]
+        members[f"{PID}.SAFE/{tamper}"] = data[:-1] + bytes([data[-1] ^ 0xFF])  # changed whatever the byte was
     raw = io.BytesIO()
     with zipfile.ZipFile(raw, "w", method) as zf:
         if manifest_first:
@@ -260,3 +261,20 @@ def test_stream_ending_short_without_a_checksum_is_a_transfer_error(tmp_path: Pa
     hostile = _product_zip(LISTED, extra={"/etc/evil": b"x"})  # a bad archive that arrived whole stays invalid
     with pytest.raises(InvalidProduct, match="absolute path"):
         _acquire(FakeProvider(hostile), _product(hostile, checksum=False), tmp_path / "hostile")
+
+
+@pytest.mark.parametrize("streamed", [True, False])
+def test_a_blake3_checksum_is_verified_and_a_wrong_one_is_invalid(tmp_path: Path, streamed: bool) -> None:
+    # what the Copernicus Data Space offers beside MD5; the reference digest is the blake3 package's own
+    from blake3 import blake3
+
+    archive = _product_zip(LISTED)
+    good = ProviderProduct(
+        PID, "S2_MSI_L2A", "cop_dataspace", "http://x", "BLAKE3:" + blake3(archive).hexdigest(), None, None, None, None
+    )
+    acquired = _acquire(FakeProvider(archive), good, tmp_path / "ok", stream=streamed)
+    assert (acquired.safe_dir / "MTD_MSIL2A.xml").read_bytes() == b"<mtd/>"
+    bad = ProviderProduct(PID, "S2_MSI_L2A", "cop_dataspace", "http://x", "blake3:" + "0" * 64, None, None, None, None)
+    with pytest.raises(InvalidProduct, match="blake3"):
+        _acquire(FakeProvider(archive), bad, tmp_path / "bad", stream=streamed)
+    _nothing_left(tmp_path / "bad")
