@@ -6,6 +6,7 @@ from logging.config import fileConfig
 
 from sqlalchemy import create_engine, text
 
+import ingest.quota.tables  # noqa: F401 - its table joins the models autogenerate compares
 from alembic import context
 from ingest.state.db import sqlalchemy_url
 from ingest.state.tables import SCHEMA, metadata

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -13,10 +15,26 @@ from ingest.collections import CollectionSpec
 from ingest.errors import IngestError
 from ingest.harvest import Discovery, harvest
 from ingest.pipeline import Outcome, Services, process
+from ingest.quota.limits import Quota
+from ingest.quota.paced import Paced
 from ingest.settings import Settings
 from ingest.state import repo
 from ingest.state.db import Database, connect
 from ingest.state.machine import State
+
+
+_quotas: dict[tuple[int, str], Quota] = {}
+_quotas_lock = threading.Lock()
+
+
+def process_quota(settings: Settings) -> Quota:
+    """The provider limits of this process, shared by its threads (one database session for all of
+    them); a forked child makes its own."""
+    key = (os.getpid(), settings.require_database_url())
+    with _quotas_lock:
+        if key not in _quotas:
+            _quotas[key] = Quota.from_settings(settings)
+        return _quotas[key]
 
 
 @dataclass
@@ -47,9 +65,13 @@ class App:
     def store(self) -> ObjectStore:
         return ObjectStore.from_settings(self.settings)
 
-    def services(self, spec: CollectionSpec) -> Services:
+    def services(self, spec: CollectionSpec, should_stop: Callable[[], bool] = lambda: False) -> Services:
+        provider = self.provider(spec)
+        limits = process_quota(self.settings).provider(provider.name)
         return Services(
-            downloader=self.provider(spec), store=self.store, pgstac_dsn=self.settings.require_database_url()
+            downloader=Paced(provider, limits, should_stop),
+            store=self.store,
+            pgstac_dsn=self.settings.require_database_url(),
         )
 
     def harvest(self, collection_id: str) -> Discovery:
@@ -86,7 +108,7 @@ class App:
                 self.settings,
                 product_id,
                 spec=spec,
-                services=self.services(spec),
+                services=self.services(spec, should_stop),
                 allowed=allowed,
                 force=force,
                 should_stop=should_stop,

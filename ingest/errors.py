@@ -87,6 +87,17 @@ class TransientProductError(IngestError):
     retryable = True
 
 
+class ProviderThrottled(TransientProductError):
+    """The provider answered 429 or 503 (too many requests, sessions or downloads; or down for a while).
+
+    The provider's limits (ingest.quota) pause it for the whole fleet and try again: not an attempt."""
+
+    def __init__(self, message: str, *, status: int, retry_after: str | None, product_id: str | None = None) -> None:
+        super().__init__(message, product_id=product_id)
+        self.status = status
+        self.retry_after = retry_after  # the Retry-After header as sent (seconds or an HTTP date), if any
+
+
 class StateConflict(IngestError):
     """A guarded state transition found the product in another state than expected."""
 

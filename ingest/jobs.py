@@ -60,7 +60,7 @@ def _enqueue_again(app: App, out: Outcome) -> None:
 
     try:
         with ProductQueue(app.settings) as queue:
-            queue.enqueue([out.product_id], schedule_at=None if out.released else out.next_attempt_at)
+            queue.enqueue([out.product_id], schedule_at=out.next_attempt_at)  # None: at once
     except (DatabaseUnavailable, procrastinate.exceptions.ConnectorException) as exc:
         # it is due (released) or becomes due (failed): the reconciler's pass enqueues due products
         log.warning("%s: not queued again: %s; the reconciler will", out.product_id, _said(app, exc))

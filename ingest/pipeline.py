@@ -19,7 +19,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from ingest.adapters import pgstac
 from ingest.adapters.s3 import ObjectStore
 from ingest.collections import CollectionSpec
 from ingest.errors import DatabaseUnavailable, IngestError, InvalidProduct, StateConflict
+from ingest.quota.errors import ProviderLimited
 from ingest.retry import RetryPolicy, decide
 from ingest.settings import Settings, scrub
 from ingest.stages import convert, describe
@@ -65,7 +66,9 @@ class Outcome:
     state: State
     error: str | None = None
     seconds: float = 0.0
-    released: bool = False  # given back unfinished (the process is stopping); it is due again at once
+    released: bool = (
+        False  # given back unfinished (stopping, or its provider paused): due at next_attempt_at or at once
+    )
     next_attempt_at: datetime | None = None  # failed: when the retry policy wants it tried again
     left: bool = False  # in flight still: the database stayed away, nothing could be recorded
 
@@ -290,6 +293,29 @@ def process(
         advance(State.CATALOGUED, f"item {item.id} in {spec.id}", {"item": item.id})
     except StateConflict:
         raise  # someone else moved it: not ours to record
+    except ProviderLimited as exc:
+        # the provider's limits, not the product: back to discovered, the attempt not counted, due again
+        # once the provider may be asked (ingest.quota)
+        due = datetime.now(UTC) + timedelta(seconds=exc.retry_in_s)
+        said, details = f"released: {exc.message}", {"provider": exc.provider, "retry_in_s": round(exc.retry_in_s, 1)}
+        try:
+            db.run(
+                lambda c, again: repo.transition(
+                    c, product_id, state, State.DISCOVERED, message=said, details=details,
+                    set_fields={"attempts": max(0, row["attempts"] - 1), "next_attempt_at": due}, resumed=again,
+                )
+            )  # fmt: skip
+        except DatabaseUnavailable as gone:
+            return _left(settings, spec.id, product_id, state, "download", gone, time.monotonic() - started)
+        shutil.rmtree(work, ignore_errors=True)
+        log.info(
+            "%s: released (%s); due again in %.0f s", product_id, exc.message, exc.retry_in_s,
+            extra=_fields(spec.id, product_id, "download", time.monotonic() - stage_started, "released"),
+        )  # fmt: skip
+        metrics.product_finished(spec.id, "released")
+        return Outcome(
+            product_id, State.DISCOVERED, exc.message, time.monotonic() - started, released=True, next_attempt_at=due
+        )
     except _Stopping:
         stage = STAGE_AFTER.get(state, "catalogue")
         message = f"released in {state.value}: stopping"

@@ -75,10 +75,37 @@ class Settings(BaseSettings):
         description="Root of the provider's STAC API (the local provider by default); "
         "empty to use INGEST_PROVIDER as an EODAG built-in provider (cop_dataspace, creodias, ...).",
     )
+    provider_mirror_url: str = Field(
+        default="",
+        description="For a built-in provider: an origin (scheme://host[:port]) that answers for every address of "
+        "its EODAG configuration, paths kept (a site's mirror, or `ingest dev provider --flavour cdse`); "
+        "empty: the real service.",
+    )
     provider_username: SecretStr | None = Field(default=None, description="Credentials of a built-in provider.")
     provider_password: SecretStr | None = None
     provider_search_retries: int = Field(default=3, ge=0, description="Retries of a failing search request (5xx).")
     provider_timeout_s: float = Field(default=60.0, gt=0, description="Timeout of one search request.")
+
+    # --- provider limits (issue 16) ---
+    # held by the whole fleet through the database (ingest.quota): every worker on every machine shares them
+    provider_max_downloads: int = Field(
+        default=4, ge=1, le=1024, description="Downloads from one provider at once, across every worker and machine."
+    )
+    provider_max_requests_per_s: float = Field(
+        default=10.0, ge=0, description="Requests to one provider per second, across the fleet; 0 = unlimited."
+    )
+    provider_slot_wait_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="How long a product waits for a download slot (or for a provider pause to end) before "
+        "it gives up and is queued again.",
+    )
+    provider_pause_base_s: float = Field(
+        default=10.0, gt=0, description="First fleet-wide pause after a 429/503 without Retry-After; doubles."
+    )
+    provider_pause_max_s: float = Field(
+        default=900.0, gt=0, description="Longest fleet-wide pause after a 429/503 (Retry-After included)."
+    )
 
     # --- download and unpack ---
     download_attempts: int = Field(default=3, ge=1, description="Tries per download within one processing attempt.")

@@ -32,7 +32,14 @@ from typing import Any
 import yaml
 
 from ingest.adapters.eodag_config import CHECKSUMS, builtin_overrides, preferred_checksum, stac_provider_config
-from ingest.errors import ConfigError, InvalidProduct, ProductGone, ProviderUnavailable, TransientProductError
+from ingest.errors import (
+    ConfigError,
+    InvalidProduct,
+    ProductGone,
+    ProviderThrottled,
+    ProviderUnavailable,
+    TransientProductError,
+)
 from ingest.settings import Settings, scrub
 from ingest.stages.artifacts import ArchiveStream, ProviderProduct
 
@@ -343,7 +350,13 @@ class EodagProvider:
             raise TransientProductError(f"download interrupted: {self._clean(exc)}", product_id=product.id) from None
 
     def _download_error(self, product: ProviderProduct, exc: BaseException) -> Exception:
-        status = _http_status(exc)
+        status, retry_after = _http_status(exc), _retry_after(exc)
+        if status in (429, 503):
+            after = f" (Retry-After: {retry_after})" if retry_after else ""
+            return ProviderThrottled(
+                f"{self._where()} answered HTTP {status} on download{after}",
+                status=status, retry_after=retry_after, product_id=product.id,
+            )  # fmt: skip
         if status in (404, 410):
             return ProductGone(
                 f"the provider no longer has this product (HTTP {status} on download)", product_id=product.id
@@ -352,13 +365,28 @@ class EodagProvider:
         return TransientProductError(f"download failed: {cause}", product_id=product.id)
 
 
-def _http_status(exc: BaseException) -> int | None:
-    """The HTTP status behind an EODAG error, found on the chained requests exception."""
+def _responses(exc: BaseException) -> Iterator[Any]:
+    """The HTTP responses behind an EODAG error, found on the chained requests exceptions."""
     seen: BaseException | None = exc
     while seen is not None:
         response = getattr(seen, "response", None)
+        if response is not None:
+            yield response
+        seen = seen.__cause__ or seen.__context__
+
+
+def _retry_after(exc: BaseException) -> str | None:
+    for response in _responses(exc):
+        value = getattr(response, "headers", {}).get("Retry-After")
+        if value:
+            return str(value)[:64]
+    return None
+
+
+def _http_status(exc: BaseException) -> int | None:
+    """The HTTP status behind an EODAG error."""
+    for response in _responses(exc):
         code = getattr(response, "status_code", None)
         if isinstance(code, int):
             return code
-        seen = seen.__cause__ or seen.__context__
     return None

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from ingest.errors import IngestError, InvalidProduct, TransientProductError
+from ingest.quota.errors import ProviderLimited
 from ingest.retry import RetryPolicy, decide
 from ingest.stages.artifacts import ArchiveStream, ProviderProduct
 from ingest.stages.checksums import Checksum, FollowingHasher, StreamHasher, file_digest, parse_checksum
@@ -357,6 +358,8 @@ def acquire(
                 downloader, product, download_dir, unpacked, limits, timings
             )
             break
+        except ProviderLimited:
+            raise  # the provider's limits, not this download: the caller gives the product back
         except IngestError as exc:
             decision = decide(policy, tries, exc)
             if not decision.retry:

@@ -232,7 +232,11 @@ def claim(
 # Due for processing: discovered, or failed with its retry due. Invalid products stay out (terminal
 # until an operator forces them), and so do products in flight (a worker holds them) and retired ones
 # (retention removed them on purpose). The one definition, for harvests and backfills alike.
-_DUE = "(state = 'discovered' OR (state = 'failed' AND next_attempt_at <= now()))"
+# A discovered product with a next attempt time was given back while its provider was paused.
+_DUE = (
+    "((state = 'discovered' AND (next_attempt_at IS NULL OR next_attempt_at <= now()))"
+    " OR (state = 'failed' AND next_attempt_at <= now()))"
+)
 
 
 def due_products(conn: psycopg.Connection, collection: str, *, limit: int) -> list[str]:
