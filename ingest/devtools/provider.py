@@ -658,6 +658,7 @@ class ProviderServer:
         faults: Faults | None = None,
         *,
         public_url: str | None = None,
+        handler: type[_Handler] | None = None,
     ) -> None:
         self.root = Path(root)
         self.public_url = public_url.rstrip("/") if public_url else None
@@ -671,7 +672,7 @@ class ProviderServer:
         self._count_cache: dict[tuple[int, str], int] = {}
         self._collections_cache: tuple[int, list[dict[str, Any]]] | None = None
         self._shapes: tuple[int, dict[str, BaseGeometry]] = (0, {})
-        self._httpd = _HTTPServer((host, port), _Handler)
+        self._httpd = _HTTPServer((host, port), handler or _Handler)  # another protocol: a _Handler subclass
         self._httpd.provider = self
         self._thread: threading.Thread | None = None
         self._serving = False
@@ -745,12 +746,12 @@ class ProviderServer:
     @property
     def faults(self) -> Faults:
         with self._fault_lock:
-            return Faults.from_dict(self._faults.to_dict())
+            return type(self._faults).from_dict(self._faults.to_dict())
 
     def set_faults(self, faults: Faults) -> None:
         """Replace the fault knobs; re-seeds the RNG and restarts the ``fail_first_n`` counts."""
         with self._fault_lock:
-            self._faults = Faults.from_dict(faults.to_dict())
+            self._faults = type(faults).from_dict(faults.to_dict())  # a Faults subclass stays one
             self._rng = random.Random(self._faults.seed)  # noqa: S311 - fault injection
             self._fail_counts = {}
 
@@ -1121,12 +1122,12 @@ class _Handler(BaseHTTPRequestHandler):
         provider = self.provider
         try:
             if method in ("PUT", "POST"):
-                provider.set_faults(Faults.from_dict(self._json_body(body)))
+                provider.set_faults(type(provider.faults).from_dict(self._json_body(body)))
             elif method == "PATCH":
                 patch = self._json_body(body)
                 if not isinstance(patch, dict):
                     raise BadRequest("faults must be a JSON object")
-                provider.set_faults(Faults.from_dict({**provider.faults.to_dict(), **patch}))
+                provider.set_faults(type(provider.faults).from_dict({**provider.faults.to_dict(), **patch}))
             elif method == "DELETE":
                 provider.set_faults(Faults())
             elif method != "GET":
