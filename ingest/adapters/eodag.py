@@ -109,6 +109,8 @@ class EodagProvider:
             "EODAG_STRICT_COLLECTIONS": "true",
             "EODAG_EXT_COLLECTIONS_CFG_URI": str(ext),
         }
+        # our user configuration, always: without one EODAG copies its template, which names every provider
+        (cfg / "user" / "eodag.yml").write_text("{}\n")
         if self.url:
             providers = cfg / "providers"
             providers.mkdir(exist_ok=True)

@@ -20,6 +20,8 @@ from ingest.adapters.s3 import ObjectStore
 from ingest.catalog import sync_collections
 from ingest.collections import CollectionSpec, load_spec
 from ingest.devtools.catalog import ProviderEntry
+from ingest.devtools.cdse.oidc import DEFAULT_USERS
+from ingest.devtools.cdse.server import CdseServer
 from ingest.devtools.provider import ProviderServer
 from ingest.devtools.publish import Kind, plan_products, publish_generated
 from ingest.pipeline import Outcome, Services, process
@@ -85,13 +87,25 @@ class World:
             **stack.env,
             "INGEST_DATABASE_URL": self.dsn,
             "INGEST_S3_BUCKET": self.settings.s3_bucket,
-            "INGEST_PROVIDER_URL": self.server.url,
+            **self.provider_env(),
             "INGEST_WORK_DIR": str(self.settings.work_dir),
             "INGEST_COLLECTIONS_DIR": str(spec_dir),
             "INGEST_DOWNLOAD_BACKOFF_S": "0",
             "INGEST_STACK_DIR": str(self.settings.work_dir.parent / "no-stack"),
             **extra,
         }
+
+    def provider_env(self) -> dict[str, str]:
+        s = self.settings
+        if not s.provider_mirror_url:
+            return {"INGEST_PROVIDER": s.provider, "INGEST_PROVIDER_URL": self.server.url}
+        assert s.provider_username is not None and s.provider_password is not None
+        return {
+            "INGEST_PROVIDER": s.provider, "INGEST_PROVIDER_URL": "",
+            "INGEST_PROVIDER_MIRROR_URL": s.provider_mirror_url,
+            "INGEST_PROVIDER_USERNAME": s.provider_username.get_secret_value(),
+            "INGEST_PROVIDER_PASSWORD": s.provider_password.get_secret_value(),
+        }  # fmt: skip
 
     def work_of(self, product_id: str) -> Path:
         return self.settings.work_dir / self.spec.id / product_id
@@ -106,20 +120,30 @@ def make_world(migrated_db: str, stack: Stack, tmp_path: Path) -> Iterator[World
     bucket and provider), so watermarks, products and objects never mix between tests."""
     opened: list[tuple[ProviderServer, psycopg.Connection]] = []
 
-    def make(kind: Kind = "S2_MSI_L2A", count: int = 3, size: int = 60, **overrides: Any) -> World:
-        root = tmp_path / "provider"
+    def make(
+        kind: Kind = "S2_MSI_L2A", count: int = 3, size: int = 60, flavour: str = "stac", **overrides: Any
+    ) -> World:
+        """``flavour``: the provider speaks STAC (the local provider) or CDSE (``cop_dataspace`` through
+        EODAG's own plugins, every address moved to the CDSE-like server)."""
+        root = tmp_path / f"provider-{len(opened)}"
+        dsn = overrides.pop("database", migrated_db)  # another migrated database: a second site
         plans = plan_products(count, kinds=(kind,), start=START)
         entries = [publish_generated(root, plan, size=size) for plan in plans]
         spec = load_spec(ROOT / "collections" / f"{SPEC_OF[kind]}.yaml").model_copy(
             update={"id": f"t-{uuid.uuid4().hex[:10]}"}
         )
-        server = ProviderServer(root, port=0).start()
-        conn = psycopg.connect(migrated_db)
+        server = (CdseServer(root, port=0) if flavour == "cdse" else ProviderServer(root, port=0)).start()
+        where: dict[str, Any] = {"provider": "local", "provider_url": server.url}
+        if flavour == "cdse":
+            ((user, password),) = DEFAULT_USERS.items()
+            where = {
+                "provider": "cop_dataspace", "provider_url": "", "provider_mirror_url": server.url,
+                "provider_username": SecretStr(user), "provider_password": SecretStr(password),
+            }  # fmt: skip
+        conn = psycopg.connect(dsn)
         opened.append((server, conn))
         settings = Settings(
-            database_url=SecretStr(migrated_db),
-            provider="local",
-            provider_url=server.url,
+            database_url=SecretStr(dsn),
             work_dir=tmp_path / "work",
             download_backoff_s=0.01,
             provider_search_retries=0,
@@ -131,7 +155,7 @@ def make_world(migrated_db: str, stack: Stack, tmp_path: Path) -> Iterator[World
             s3_bucket="b-" + secrets.token_hex(6),
             convert_workers=2,
             _env_file=None,  # never a developer's .stack/ or .env
-            **overrides,
+            **{**where, **overrides},
         )  # type: ignore[call-arg]
         ObjectStore.from_settings(settings).ensure_bucket()
         sync_collections(settings, [spec])
