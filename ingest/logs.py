@@ -2,8 +2,9 @@
 
 Every record passes ``REDACTOR`` before it is formatted: the configured secrets (database passwords
 and DSNs, S3 keys, provider credentials: ``register_secrets(settings)``, done when the CLI loads its
-settings), any password written in a URL (``scheme://user:password@host``) and any ``password=...``
-pair (a keyword-form DSN) become ``***``, in the message, its arguments, the extra fields and the
+settings), any password written in a URL (``scheme://user:password@host``), any ``password=...``
+pair (a keyword-form DSN), tokens (``?token=``, ``Bearer ...``, anything shaped as a JWT) and the
+signature of presigned URLs become ``***``, in the message, its arguments, the extra fields and the
 traceback alike.
 """
 
@@ -44,6 +45,14 @@ class JsonFormatter(logging.Formatter):
 
 # scheme://user:password@ -> scheme://user:***@ (any URL, configured or not)
 _URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)([^\s@/]+)@")
+# what a token or a presigned URL carries: EODAG sends CDSE's access token as ``?token=`` and logs the
+# URL at debug level; an S3 presigned URL carries its signature and credential
+_QUERY_SECRET = re.compile(
+    r"(?i)([?&;](?:token|access_token|refresh_token|id_token|x-amz-signature|x-amz-credential|"
+    r"x-amz-security-token|signature|sig)=)[^&\s\"'<>]+"
+)
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]{8,}")
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")  # header.payload.signature
 MIN_SECRET_LEN = 4  # shorter values would turn ordinary words into *** (and are not secrets worth the name)
 
 
@@ -66,6 +75,9 @@ class RedactSecrets(logging.Filter):
             if secret in text:
                 text = text.replace(secret, "***")
         text = _URL_PASSWORD.sub(lambda m: m.group(1) + ("***" if m.group(2) != "***" else m.group(2)) + "@", text)
+        text = _QUERY_SECRET.sub(lambda m: m.group(1) + "***", text)
+        text = _BEARER.sub(lambda m: m.group(1) + "***", text)
+        text = _JWT.sub("***", text)
         return redact_pairs(text)
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -105,3 +105,25 @@ def test_python_warnings_become_json_lines_too() -> None:
     docs = [json.loads(line) for line in out.stderr.splitlines()]
     assert [d["logger"] for d in docs] == ["py.warnings"]
     assert "wound clockwise" in str(docs[0]["msg"])
+
+
+def test_tokens_and_presigned_signatures_are_redacted_though_never_configured(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # minted at run time, so no setting names them: EODAG logs CDSE download URLs with ?token=
+    jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c2VyIn0.c2lnbmF0dXJlLWJ5dGVz"
+    said = [
+        f"GET http://127.0.0.1:1/odata/v1/Products(abc)/$value?token={jwt}",
+        "GET https://s3.example/b/k.tif?X-Amz-Credential=AKIDX%2F2026&X-Amz-Signature=0123456789abcdef&x=1",
+        "Authorization: Bearer opaque-token-value-1234",
+        f"token endpoint said {{'access_token': '{jwt}'}}",
+    ]
+    with logging_to_stderr(json_lines=True):
+        for text in said:
+            logging.getLogger("eodag.download").warning(text)
+    out = [str(line["msg"]) for line in lines(capsys)]
+    assert len(out) == len(said)
+    for line in out:
+        for secret in (jwt, "0123456789abcdef", "AKIDX", "opaque-token-value-1234"):
+            assert secret not in line, line
+    assert out[0].endswith("$value?token=***") and "x=1" in out[1] and out[2] == "Authorization: Bearer ***"
