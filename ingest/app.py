@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from ingest import collections as col
 from ingest.adapters.eodag import EodagProvider
@@ -22,19 +23,36 @@ from ingest.state import repo
 from ingest.state.db import Database, connect
 from ingest.state.machine import State
 
-
 _quotas: dict[tuple[int, str], Quota] = {}
-_quotas_lock = threading.Lock()
+_shared_lock = threading.Lock()
 
 
 def process_quota(settings: Settings) -> Quota:
     """The provider limits of this process, shared by its threads (one database session for all of
     them); a forked child makes its own."""
     key = (os.getpid(), settings.require_database_url())
-    with _quotas_lock:
+    with _shared_lock:
         if key not in _quotas:
             _quotas[key] = Quota.from_settings(settings)
         return _quotas[key]
+
+
+_shared_providers: dict[tuple[Any, ...], EodagProvider] = {}
+
+
+def process_provider(settings: Settings, collections: dict[str, str]) -> EodagProvider:
+    """The provider adapter of this process for these settings, shared by its threads (worker threads
+    each have an App): one EODAG gateway, one login, one token per process."""
+    secret = settings.provider_password.get_secret_value() if settings.provider_password else None
+    key = (
+        os.getpid(), settings.provider, settings.provider_url, settings.provider_mirror_url,
+        settings.provider_username.get_secret_value() if settings.provider_username else None, secret,
+        str(settings.work_dir.resolve()), tuple(sorted(collections.items())),
+    )  # fmt: skip
+    with _shared_lock:
+        if key not in _shared_providers:
+            _shared_providers[key] = EodagProvider(settings, collections=collections)
+        return _shared_providers[key]
 
 
 @dataclass
@@ -58,7 +76,7 @@ class App:
         if name not in self._providers:
             settings = self.settings.model_copy(update={"provider": name})
             mapping = {s.source.eodag_collection: s.source.eodag_collection for s in self.specs.values()}
-            self._providers[name] = EodagProvider(settings, collections=mapping)
+            self._providers[name] = process_provider(settings, mapping)
         return self._providers[name]
 
     @cached_property

@@ -23,6 +23,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -86,8 +87,14 @@ def _packaged_config(name: str) -> dict[str, Any]:
     return doc.get(name, {}) if isinstance(doc, dict) else {}
 
 
+_BUILD_LOCK = threading.Lock()  # EODAG reads its configuration from os.environ: one gateway built at a time
+
+
 class EodagProvider:
-    """One configured provider; thread-compatible, not thread-safe (one per worker thread)."""
+    """One configured provider, shared by the threads of a process: one gateway, so one login and one
+    token, refreshed by EODAG before it expires (CDSE counts every new login as a session, and a
+    fleet that logs in per download is refused). EODAG's auth plugin has no lock of its own: the
+    first transfer signs in alone, the others wait for its token."""
 
     def __init__(self, settings: Settings, *, collections: dict[str, str] | None = None) -> None:
         self.name = settings.provider
@@ -96,6 +103,8 @@ class EodagProvider:
         self._collections = dict(collections or {})
         self._cfg_root = settings.work_dir.resolve() / "eodag"
         self._dag: Any = None
+        self._signing_in = threading.Lock()
+        self._signed_in = False
 
     # ------------------------------------------------------------------ set-up
 
@@ -140,6 +149,22 @@ class EodagProvider:
     def _gateway(self) -> Any:
         if self._dag is not None:
             return self._dag
+        with _BUILD_LOCK:
+            if self._dag is None:
+                self._dag = self._build()
+        return self._dag
+
+    @contextmanager
+    def _first_signs_in(self) -> Iterator[None]:
+        """Around the start of a transfer: the first one holds the others back until it has a token."""
+        if self._signed_in:
+            yield
+            return
+        with self._signing_in:
+            yield
+            self._signed_in = True
+
+    def _build(self) -> Any:
         env = self._environment()
         for key in _EODAG_ENV_KEYS:
             os.environ.pop(key, None)
@@ -155,7 +180,6 @@ class EodagProvider:
                 f"provider {self.name!r} is not available in EODAG (set INGEST_PROVIDER_URL for a STAC API, "
                 "or INGEST_PROVIDER to an EODAG provider such as cop_dataspace)"
             )
-        self._dag = dag
         return dag
 
     def _clean(self, exc: BaseException) -> str:
@@ -278,16 +302,17 @@ class EodagProvider:
         scratch = Path(tempfile.mkdtemp(prefix=".download-", dir=dest_dir))
         try:
             try:
-                path = Path(
-                    dag.download(
-                        eo,
-                        progress_callback=ProgressCallback(disable=True),
-                        output_dir=str(scratch),
-                        extract=False,
-                        wait=0.001,
-                        timeout=0,
+                with self._first_signs_in():
+                    path = Path(
+                        dag.download(
+                            eo,
+                            progress_callback=ProgressCallback(disable=True),
+                            output_dir=str(scratch),
+                            extract=False,
+                            wait=0.001,
+                            timeout=0,
+                        )
                     )
-                )
             except EodagError as exc:
                 raise self._download_error(product, exc) from None
             except OSError as exc:  # requests: ChunkedEncodingError, ConnectionError, ...
@@ -317,8 +342,9 @@ class EodagProvider:
         eo = self._eo_product(product)
         dag = self._gateway()
         try:
-            dag._setup_downloader(eo)  # what dag.download() does first: the provider's download plugin
-            response = eo.stream_download(wait=0.001, timeout=0)
+            with self._first_signs_in():
+                dag._setup_downloader(eo)  # what dag.download() does first: the provider's download plugin
+                response = eo.stream_download(wait=0.001, timeout=0)
         except EodagError as exc:
             raise self._download_error(product, exc) from None
         except OSError as exc:  # requests' connection errors

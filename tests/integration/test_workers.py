@@ -128,6 +128,30 @@ def test_three_workers_catalogue_thirty_products_exactly_once(
         assert queue.active() == set()
 
 
+def test_a_cdse_fleet_logs_in_once_per_process_and_keeps_to_four_downloads(
+    make_world: WorldFactory, workers: Callable[[World], Workers]
+) -> None:
+    # 2 processes x 3 products at once = 6 downloads asked for, against CDSE's 4 per user; every
+    # thread of a process shares its token (CDSE counts each login as a session)
+    world = make_world("S2_MSI_L2A", count=10, size=60, flavour="cdse")
+    ids = harvest(world.conn, world.provider, world.spec).new_ids
+    with ProductQueue(world.settings) as queue:
+        queue.enqueue(ids)
+    procs = workers(world).start(2, INGEST_WORKER_CONCURRENCY="3", INGEST_CONVERT_WORKERS="1")
+    wait_for(lambda: set(states(world).values()) == {"catalogued"}, 300, "every product catalogued")
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    assert [p.wait(timeout=60) for p in procs] == [0, 0]
+    cdse = world.server.stats_dict()["cdse"]  # type: ignore[attr-defined]
+    opened = cdse["tokens"]["sessions"]["opened"]
+    assert sum(opened.values()) <= 3, cdse["tokens"]  # the harvest's login, then one per worker process
+    downloads = cdse["downloads"]
+    assert downloads["max_attempted"] <= 4, downloads  # the fleet's slots held it, not CDSE's refusals
+    assert not downloads["rejected"], downloads
+    assert sum(downloads["started"].values()) >= 10, downloads
+    assert len(pgstac.item_ids(world.dsn, world.spec.id)) == 10
+
+
 def test_sigterm_releases_the_product_and_exits_zero(
     make_world: WorldFactory, workers: Callable[[World], Workers]
 ) -> None:
