@@ -2,8 +2,8 @@
 
 A spec says everything the daemon needs to know about a collection: its STAC metadata (what is
 published), where products come from (EODAG collection and provider, search filters), how bands are
-turned into COGs, when to harvest, what to keep (retention) and when to audit it. Errors name the file
-and the field.
+turned into COGs, when to harvest, what to keep (retention), when to audit it and how to follow the
+provider's changes (upstream). Errors name the file and the field.
 """
 
 from __future__ import annotations
@@ -276,6 +276,28 @@ class Audit(_Strict):
     )
 
 
+class Upstream(_Strict):
+    """How the collection follows the provider's changes (``ingest reconcile``, ``ingest.upstream``).
+
+    ``removed``: what becomes of a catalogued product the provider no longer lists. ``keep`` (the
+    default) reports it and serves it still: a provider's listing can lose products by mistake, and
+    the copy here may be the one left. ``retire`` removes it with ``--repair`` (or a scheduled repair)
+    through retention's crash-safe path (its item from pgstac, its objects from S3, listed in
+    ``/deleted-items``). ``reconcile``: a cron for a scheduled reconciliation of the last
+    ``window_days`` days of sensing time, report only unless ``repair``."""
+
+    removed: Literal["keep", "retire"] = "keep"
+    reconcile: Cron | None = None
+    window_days: int = Field(default=30, ge=1, le=3660, description="days of sensing time a scheduled run reads")
+    repair: bool = False
+
+    @model_validator(mode="after")
+    def _repair_is_for_a_schedule(self) -> Upstream:
+        if self.repair and self.reconcile is None:
+            raise ValueError("'repair' is for the scheduled reconcile: set 'reconcile' (a cron) too")
+        return self
+
+
 class CollectionSpec(_Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]{1,62}$")
     stac: StacMetadata
@@ -284,6 +306,7 @@ class CollectionSpec(_Strict):
     cog: CogProfile = CogProfile()
     retention: Retention = Retention()
     audit: Audit = Audit()
+    upstream: Upstream = Upstream()
     path: Path | None = Field(default=None, exclude=True)
 
     def stac_collection(self) -> dict[str, Any]:

@@ -4,7 +4,8 @@ Two kinds of metrics:
 
 * **Process counters and histograms**, recorded where the work happens (the pipeline, the harvest):
   stage durations, bytes downloaded and uploaded, products finished, failures and retries by cause,
-  harvests. Each worker process counts its own; Prometheus adds them up (``sum by (...)``).
+  harvests, the differences the last reconciliation with the provider found. Each worker process
+  counts its own; Prometheus adds them up (``sum by (...)``).
 * **Site gauges read from the database at scrape time** (``DatabaseCollector``): products per
   state per collection, harvest lag, watermark age, last harvest age, queue depth, unfinished
   retirements, the last audit's findings (``ingest.audits``: the numbers ``ingest status`` shows).
@@ -75,6 +76,25 @@ RETENTION_REMOVED = Counter(
     "ingest_retention_removed_items", "Items retention removed from the catalogue.", ["collection"]
 )
 _LEADER = Gauge("ingest_scheduler_leader", "1 while this scheduler process holds the leader lock, else 0.")
+UPSTREAM_DIFFERENCES = Gauge(
+    "ingest_upstream_differences",
+    "Differences the collection's last reconciliation with the provider found, by kind: missing (listed upstream,"
+    " never recorded here), gone (catalogued here, no longer listed), superseded (a newer processing listed),"
+    " checksum (changed upstream). Set by the process that ran it: the leading scheduler for scheduled runs.",
+    ["collection", "kind"],
+)
+UPSTREAM_RECONCILED = Gauge(
+    "ingest_upstream_reconciled_timestamp_seconds",
+    "Unix time the collection's last reconciliation with the provider finished (in this process).",
+    ["collection"],
+)
+
+
+def upstream_reconciled(collection: str, differences: Mapping[Any, int]) -> None:
+    """A reconciliation of ``collection`` found ``differences`` (kind -> count, every kind given)."""
+    for kind, n in differences.items():
+        UPSTREAM_DIFFERENCES.labels(collection, kind).set(n)
+    UPSTREAM_RECONCILED.labels(collection).set_to_current_time()
 
 
 def retention_removed(collection: str, items: int) -> None:

@@ -3,8 +3,9 @@
 Two parts:
 
 * ``jobs_for(specs, settings)``: pure. What runs, when: one harvest job per collection whose harvest
-  is enabled (its cron or interval), a retention and an audit job per collection that enables them
-  (their cron), one reconcile job every ``reconcile_interval_s``.
+  is enabled (its cron or interval), a retention, an audit and an upstream job (the reconciliation
+  with the provider, ``ingest reconcile``) per collection that enables them (their cron), one
+  reconcile job (the queue's reconciler) every ``reconcile_interval_s``.
 * ``run_scheduler(settings)``: the process. Any number may run (one per machine, say); they elect a
   leader with a PostgreSQL advisory lock (``ingest.daemon.leader``). The leader runs the jobs in an
   APScheduler ``BackgroundScheduler``; the others wait and try to take over every ``leader_poll_s``.
@@ -45,7 +46,7 @@ from ingest.state.db import connect
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "ingest-scheduler"
-JobKind = Literal["harvest", "retention", "audit", "reconcile"]
+JobKind = Literal["harvest", "retention", "audit", "upstream", "reconcile"]
 TriggerKind = Literal["cron", "interval"]
 # A cron run late by less than this (executor busy, VM paused) still runs once (coalesce=True);
 # later than that, the next fire is as good. Interval jobs use their own period instead.
@@ -62,7 +63,7 @@ _QUEUE_WRITES = threading.Lock()
 
 @dataclass(frozen=True)
 class PlannedJob:
-    id: str  # "harvest:<collection>", "retention:<collection>", "audit:<collection>", "reconcile"
+    id: str  # "harvest:<c>", "retention:<c>", "audit:<c>", "upstream:<c>", "reconcile"
     kind: JobKind
     trigger: TriggerKind
     trigger_args: Mapping[str, Any]  # cron: {"expr": "0 * * * *"}; interval: {"seconds": 3600.0}
@@ -111,7 +112,8 @@ def _harvest_job(spec: CollectionSpec, settings: Settings) -> PlannedJob:
 def _collection_cron_job(
     kind: JobKind, spec: CollectionSpec, settings: Settings, expr: str, func: Callable[[Settings, str], None]
 ) -> PlannedJob:
-    """A collection's retention run or audit: ``func(settings, collection id)`` on the spec's cron."""
+    """A collection's retention run, audit or upstream reconciliation: ``func(settings, collection id)`` on
+    the spec's cron."""
     return PlannedJob(
         id=f"{kind}:{spec.id}",
         kind=kind,
@@ -137,8 +139,8 @@ def _reconcile_job(specs: Mapping[str, CollectionSpec], settings: Settings) -> P
 
 
 def jobs_for(specs: Mapping[str, CollectionSpec], settings: Settings) -> list[PlannedJob]:
-    """Every job the leader runs: harvests, retention runs and audits of the collections that enable
-    them (by id), then the reconciler."""
+    """Every job the leader runs: harvests, retention runs, audits and upstream reconciliations of the
+    collections that enable them (by id), then the queue's reconciler."""
     jobs = [_harvest_job(specs[cid], settings) for cid in sorted(specs) if specs[cid].harvest.enabled]
     for cid in sorted(specs):
         spec = specs[cid]
@@ -148,6 +150,10 @@ def jobs_for(specs: Mapping[str, CollectionSpec], settings: Settings) -> list[Pl
         spec = specs[cid]
         if spec.audit.enabled:
             jobs.append(_collection_cron_job("audit", spec, settings, spec.audit.schedule, run_audit))
+    for cid in sorted(specs):
+        spec = specs[cid]
+        if spec.upstream.reconcile is not None:
+            jobs.append(_collection_cron_job("upstream", spec, settings, spec.upstream.reconcile, run_upstream))
     jobs.append(_reconcile_job(specs, settings))
     return jobs
 
@@ -210,6 +216,23 @@ def run_audit(settings: Settings, collection_id: str) -> None:
     spec = app.spec(collection_id)
     with connect(settings) as conn:
         audit(conn, settings, app.store, spec, deep=spec.audit.deep, scheduled=True)
+
+
+def run_upstream(settings: Settings, collection_id: str) -> None:
+    """The collection's reconciliation with the provider over its last ``upstream.window_days`` days of
+    sensing time, as ``ingest reconcile`` (with ``--repair`` only when ``upstream.repair``); logs and
+    sets ``ingest_upstream_differences``."""
+    from ingest.app import App
+    from ingest.upstream.repair import Repairer
+    from ingest.upstream.run import reconcile
+
+    app = App(settings)
+    spec = app.spec(collection_id)
+    end = datetime.now(UTC).replace(microsecond=0)
+    start = end - timedelta(days=spec.upstream.window_days)
+    with connect(settings) as conn:
+        repairer = Repairer(conn, settings, app.store, spec, queue_lock=_QUEUE_WRITES) if spec.upstream.repair else None
+        reconcile(conn, app.provider(spec), spec, start=start, end=end, repairer=repairer, scheduled=True)
 
 
 def run_reconcile(settings: Settings, specs: Mapping[str, CollectionSpec]) -> None:

@@ -98,9 +98,17 @@ def item_count(conn: psycopg.Connection, collection: str) -> int:
     return int(row[0]) if row else 0
 
 
-def retire(conn: psycopg.Connection, collection: str, run_id: str, chosen: Sequence[tuple[str, str, int]]) -> list[str]:
+def retire(
+    conn: psycopg.Connection,
+    collection: str,
+    run_id: str,
+    chosen: Sequence[tuple[str, str, int | None]],
+    *,
+    cause: str = "retention",
+) -> list[str]:
     """Move (product id, reason, bytes) from catalogued to retired, with their events and retirement rows,
-    in one transaction; returns the ids moved (a product no longer catalogued is left alone)."""
+    in one transaction; returns the ids moved (a product no longer catalogued is left alone). ``cause``
+    begins each event's message: ``retention``, or ``upstream`` for a product the provider withdrew."""
     assert can_transition(State.CATALOGUED, State.RETIRED)
     if not chosen:
         return []
@@ -117,14 +125,22 @@ def retire(conn: psycopg.Connection, collection: str, run_id: str, chosen: Seque
                 RETURNING p.id, p.item_id, p.s3_prefix, c.reason, c.bytes
             ), logged AS (
                 INSERT INTO ingest.events (product_id, from_state, to_state, worker, message, details)
-                SELECT id, 'catalogued', 'retired', %(worker)s, 'retention: ' || reason,
+                SELECT id, 'catalogued', 'retired', %(worker)s, %(cause)s::text || ': ' || reason,
                        jsonb_build_object('run', %(run)s::text) FROM moved
             )
             INSERT INTO ingest.retirements (product_id, collection, item_id, s3_prefix, run_id, reason, bytes)
             SELECT id, %(collection)s, item_id, s3_prefix, %(run)s, reason, bytes FROM moved
             RETURNING product_id
             """,
-            {"ids": ids, "reasons": reasons, "sizes": sizes, "collection": collection, "run": run_id, "worker": WORKER},
+            {
+                "ids": ids,
+                "reasons": reasons,
+                "sizes": sizes,
+                "collection": collection,
+                "run": run_id,
+                "worker": WORKER,
+                "cause": cause,
+            },
         ).fetchall()
     return [r[0] for r in rows]
 
