@@ -111,7 +111,7 @@ class App:
             if row is None:
                 raise IngestError(f"unknown product {product_id!r}: harvest or backfill it first")
             spec = self.spec(row["collection"])
-            allowed: tuple[State, ...] = (State.DISCOVERED, State.FAILED)
+            allowed: tuple[State, ...] = (State.DISCOVERED, State.FAILED, State.OFFLINE)
             if force:
                 allowed += (State.CATALOGUED,)
                 if row["state"] == State.INVALID:

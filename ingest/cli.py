@@ -412,12 +412,22 @@ def status_cmd(c: Context, collection: str | None, as_json: bool) -> None:
 
     app = _app(c)
     ids = [app.spec(collection).id] if collection else sorted(app.specs)
+    from ingest.quota import status as quota
+
+    names = sorted({app.specs[i].source.provider or c.settings.provider for i in ids})
     with connect(c.settings) as conn:
         report = ops.status(conn, ids)
+        providers = quota.read(conn, providers=names, max_downloads=c.settings.provider_max_downloads)
     with ProductQueue(c.settings) as queue:
         depth = queue.depth()
     if as_json:
-        _echo_json({"collections": [r.to_dict() for r in report], "queue": depth})
+        _echo_json(
+            {
+                "collections": [r.to_dict() for r in report],
+                "providers": [p.as_dict() for p in providers],
+                "queue": depth,
+            }
+        )
         return
     for r in report:
         states = ", ".join(f"{k} {v}" for k, v in sorted(r.states.items())) or "no products"
@@ -433,7 +443,16 @@ def status_cmd(c: Context, collection: str | None, as_json: bool) -> None:
         if (a := r.last_audit) is not None:
             click.echo(f"  last audit {_when(a.finished_at)}: {a.broken_items} broken item(s),"
                        f" {a.orphan_objects} orphan object(s) in {a.items} items")  # fmt: skip
+    for p in providers:
+        line = f"provider {p.provider}: {p.slots_held} of {p.slots_limit} download slots in use"
+        if p.paused_until is not None:
+            line += f", PAUSED until {_when(p.paused_until)} ({p.remaining_s:.0f} s) after {_pause_cause(p)}"
+        click.echo(line)
     click.echo("queue: " + (", ".join(f"{k} {v}" for k, v in sorted(depth.items())) or "empty"))
+
+
+def _pause_cause(p: Any) -> str:
+    return (f"HTTP {p.pause_status}: " if p.pause_status else "") + (p.pause_cause or "a refusal")
 
 
 def _when(value: Any) -> str:
@@ -611,6 +630,56 @@ def audit_cmd(c: Context, collection: str | None, repair: bool, deep: bool, as_j
         raise AuditFindings(f"audit found {broken} broken item(s) and {orphans} orphan object(s)")
 
 
+@cli.command("reconcile")
+@click.argument("collection")
+@click.option("--start", required=True, help="First sensing time, inclusive: 2026-03-01 or 2026-03-01T06:00Z (UTC).")
+@click.option("--end", required=True, help="Last sensing time, exclusive.")
+@click.option("--bbox", help="Area W,S,E,N in degrees (default: the collection's source.bbox).")
+@click.option("--repair", is_flag=True, help="Queue what is missing, superseded or changed; retire what is gone "
+              "when the collection says upstream.removed: retire.")  # fmt: skip
+@click.option("--force", is_flag=True, help="With --repair: retire even for a day the provider listed nothing for.")
+@click.option("--json", "as_json", is_flag=True, help="The whole report, every id, as JSON on stdout.")
+@pass_ctx
+def reconcile_cmd(
+    c: Context, collection: str, start: str, end: str, bbox: str | None, repair: bool, force: bool, as_json: bool
+) -> None:
+    """Compare what the provider lists for products sensed in [START, END) with what the catalogue holds:
+    missing here, gone upstream, superseded by a newer processing, checksum changed upstream.
+
+    Exit 0 when nothing differs (or --repair mended or queued every difference), 1 when differences
+    remain; errors exit as every command's do (2 a wrong command line, 69 provider or database away)."""
+    from datetime import timedelta
+
+    from ingest import backfill
+    from ingest.state.db import connect
+    from ingest.upstream.progress import progress_for
+    from ingest.upstream.repair import Repairer
+    from ingest.upstream.run import reconcile
+
+    if force and not repair:
+        raise click.UsageError("--force only changes what --repair retires")
+    try:
+        first, last = backfill.parse_time(start, name="start"), backfill.parse_time(end, name="end")
+        area = backfill.parse_bbox(bbox) if bbox is not None else None
+        backfill.chunks(first, last, timedelta(days=1))  # the window is sane
+    except backfill.UsageError as exc:
+        raise click.UsageError(exc.message) from None
+    app = _app(c)
+    spec = app.spec(collection)
+    with connect(c.settings) as conn:
+        repairer = Repairer(conn, c.settings, app.store, spec, force=force) if repair else None
+        report = reconcile(
+            conn, app.provider(spec), spec, start=first, end=last, bbox=area, repairer=repairer,
+            progress=progress_for(sys.stderr),
+        )  # fmt: skip
+    if as_json:
+        _echo_json(report.to_dict())
+    else:
+        for line in report.lines():
+            click.echo(line)
+    sys.exit(report.exit_code)
+
+
 @cli.command("healthcheck")
 @click.option(
     "--check", "checks", multiple=True, type=click.Choice(["database", "s3", "provider", "scheduler", "http"]),
@@ -688,17 +757,25 @@ def _default_provider_root(settings: Settings) -> Any:
 @dev.command("provider", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("--root", type=click.Path(path_type=__import__("pathlib").Path), help="Provider root directory.")
 @click.option("--port", type=int, help="Port (default: the one of INGEST_PROVIDER_URL).")
+@click.option(
+    "--flavour", type=click.Choice(["stac", "cdse"]), default="stac", show_default=True,
+    help="stac: a STAC API; cdse: what the Copernicus Data Space speaks (OData, OpenID, token downloads).",
+)  # fmt: skip
 @click.pass_context
-def dev_provider(ctx: click.Context, root: Any, port: int | None) -> None:
-    """Serve generated products as a STAC API on 127.0.0.1 (fault knobs: see --help of the server)."""
+def dev_provider(ctx: click.Context, root: Any, port: int | None, flavour: str) -> None:
+    """Serve generated products on 127.0.0.1 as a STAC API or as CDSE (fault knobs: see --help of the server)."""
     from urllib.parse import urlsplit
-
-    from ingest.devtools import provider
 
     settings: Settings = ctx.obj.settings
     root = root or _default_provider_root(settings)
-    port = port if port is not None else (urlsplit(settings.provider_url).port or 8765)
-    sys.exit(provider.main(["--root", str(root), "--port", str(port), *ctx.args]))
+    if port is None:  # the port the daemon is configured to reach it at
+        where = settings.provider_mirror_url if flavour == "cdse" else settings.provider_url
+        port = urlsplit(where).port or (15801 if flavour == "cdse" else 8765)
+    if flavour == "cdse":
+        from ingest.devtools.cdse.__main__ import main as serve
+    else:
+        from ingest.devtools.provider import main as serve
+    sys.exit(serve(["--root", str(root), "--port", str(port), *ctx.args]))
 
 
 @dev.command("generate")

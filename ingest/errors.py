@@ -87,6 +87,13 @@ class TransientProductError(IngestError):
     retryable = True
 
 
+class ProductOffline(IngestError):
+    """The provider has the product in its long-term archive only (OData ``Online: false``): not a
+    failure; looked at again later (state ``offline``), without counting an attempt."""
+
+    exit_code = 75  # EX_TEMPFAIL
+
+
 class ProviderThrottled(TransientProductError):
     """The provider answered 429 or 503 (too many requests, sessions or downloads; or down for a while).
 
@@ -96,6 +103,11 @@ class ProviderThrottled(TransientProductError):
         super().__init__(message, product_id=product_id)
         self.status = status
         self.retry_after = retry_after  # the Retry-After header as sent (seconds or an HTTP date), if any
+
+
+class ProviderCredentialsRefused(ProviderThrottled):
+    """The provider's sign-in refused our credentials: nothing to retry per product. The fleet pauses
+    the provider (growing pauses, not a retry storm) until an operator fixes the credentials."""
 
 
 class StateConflict(IngestError):

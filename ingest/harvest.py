@@ -64,6 +64,7 @@ def to_discovered(spec: CollectionSpec, p: ProviderProduct) -> repo.DiscoveredPr
         published_at=p.published,
         sensing_at=p.sensing,
         footprint=p.geometry,
+        online=p.online,
     )
 
 

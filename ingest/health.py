@@ -5,8 +5,8 @@ Checks (all by default, or those named with ``--check``):
 * ``database``: connects and finds the ingest schema (migrated);
 * ``s3``: lists the bucket under the key prefix (the bucket exists, the credentials may list it);
 * ``provider``: the provider's STAC API root (or a built-in provider's search endpoint) answers
-  HTTP below 500 (reachability only: a search costs the provider, and credentials are the
-  download's business);
+  HTTP below 500 (reachability: a search costs the provider, a sign-in opens a session), and the
+  fleet has not paused it (after refused credentials or 429/503s: ``ingest.quota``);
 * ``scheduler``: some scheduler holds the leader lock (a session of a live scheduler process);
 * ``http``: only with ``--url``: that URL answers 200 (a process's own ``/readyz``, the API's ``/healthz``).
 
@@ -89,7 +89,32 @@ def check_provider(settings: Settings, timeout_s: float) -> str:
         raise Unhealthy(f"provider {settings.provider!r} at {url} unreachable: {first_line(exc)}") from None
     if r.status_code >= 500:
         raise Unhealthy(f"provider {settings.provider!r} at {url} answers HTTP {r.status_code}")
+    paused = _provider_pause(settings, timeout_s)
+    if paused:
+        raise Unhealthy(f"provider {settings.provider!r} at {url} answers, but the fleet paused it: {paused}")
     return f"{settings.provider!r} at {url} answers HTTP {r.status_code}"
+
+
+def _provider_pause(settings: Settings, timeout_s: float) -> str | None:
+    """What the fleet knows and a probe cannot see without signing in (a login opens a session on CDSE):
+    the provider paused after refusing the credentials, or after 429/503s. None when not paused or
+    when the database cannot say (its own check reports that)."""
+    if settings.database_url is None:
+        return None
+    import psycopg
+
+    from ingest.quota import status as quota
+    from ingest.state.db import connect
+
+    try:
+        with connect(settings, timeout_s=max(1, int(timeout_s))) as conn:
+            (p,) = quota.read(conn, providers=[settings.provider], max_downloads=settings.provider_max_downloads)
+    except (IngestError, psycopg.Error):
+        return None
+    if not p.paused:
+        return None
+    said = (f"HTTP {p.pause_status}: " if p.pause_status else "") + (p.pause_cause or "refused")
+    return f"{said} (for {p.remaining_s:.0f} s more, {p.consecutive_pauses} pause(s) in a row)"
 
 
 def check_scheduler(settings: Settings, timeout_s: float) -> str:

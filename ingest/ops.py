@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -43,7 +44,7 @@ def status(conn: psycopg.Connection, collections: list[str]) -> list[CollectionS
             [collections],
         ):
             out[r["collection"]].states[r["state"]] = int(r["n"])
-        pending = [State.DISCOVERED.value, State.FAILED.value, *(s.value for s in IN_FLIGHT)]
+        pending = [State.DISCOVERED.value, State.FAILED.value, State.OFFLINE.value, *(s.value for s in IN_FLIGHT)]
         for r in cur.execute(
             "SELECT collection, min(published_at) AS oldest FROM ingest.products"
             " WHERE collection = ANY(%s) AND state = ANY(%s) GROUP BY 1",
@@ -109,7 +110,14 @@ def retry(
     return moved
 
 
-def requeue_for_repair(conn: psycopg.Connection, broken: list[tuple[str, str]]) -> list[str]:
+def requeue_for_repair(
+    conn: psycopg.Connection,
+    broken: list[tuple[str, str]],
+    *,
+    by: str = "audit",
+    states: tuple[State, ...] = (State.CATALOGUED,),
+    fields: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[str]:
     """Give catalogued products whose item an audit found broken back to the pipeline; returns the ids moved.
 
     ``broken``: (product id, what is wrong). The queue's task takes discovered products only, and the
@@ -117,19 +125,23 @@ def requeue_for_repair(conn: psycopg.Connection, broken: list[tuple[str, str]]) 
     catalogued -> claimed -> discovered in one transaction, with its two events; a product that moved
     meanwhile is left alone. Its item stays served until a worker has processed it again, which
     uploads what the store lacks or holds in another size and reloads the item.
+
+    ``by`` names who asks, in the events (``audit``, ``reconcile``); ``states``: where the products may
+    be (``reconcile`` takes discovered ones the same way); ``fields``: per product id, columns set as
+    it goes back (the upstream checksum and download link a provider changed).
     """
     moved = []
     for pid, why in broken:
         try:
             with conn.transaction():
-                repo.transition(conn, pid, State.CATALOGUED, State.CLAIMED, message=f"audit: {why}")
+                repo.transition(conn, pid, states, State.CLAIMED, message=f"{by}: {why}")
                 repo.transition(
                     conn,
                     pid,
                     State.CLAIMED,
                     State.DISCOVERED,
-                    message="audit repair: queued to be processed again",
-                    set_fields={"attempts": 0, "next_attempt_at": None},
+                    message=f"{by} repair: queued to be processed again",
+                    set_fields={"attempts": 0, "next_attempt_at": None, **((fields or {}).get(pid) or {})},
                 )
         except StateConflict:
             continue

@@ -30,7 +30,7 @@ from ingest import metrics
 from ingest.adapters import pgstac
 from ingest.adapters.s3 import ObjectStore
 from ingest.collections import CollectionSpec
-from ingest.errors import DatabaseUnavailable, IngestError, InvalidProduct, StateConflict
+from ingest.errors import DatabaseUnavailable, IngestError, InvalidProduct, ProductOffline, StateConflict
 from ingest.quota.errors import ProviderLimited
 from ingest.retry import RetryPolicy, decide
 from ingest.settings import Settings, scrub
@@ -84,6 +84,7 @@ def product_from_row(row: dict[str, Any]) -> ProviderProduct:
         published=row["published_at"],
         sensing=row["sensing_at"],
         geometry=row["footprint"],
+        online=row.get("online", True),
     )
 
 
@@ -189,7 +190,7 @@ def process(
     *,
     spec: CollectionSpec,
     services: Services,
-    allowed: tuple[State, ...] = (State.DISCOVERED, State.FAILED),
+    allowed: tuple[State, ...] = (State.DISCOVERED, State.FAILED, State.OFFLINE),
     force: bool = False,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> Outcome:
@@ -293,6 +294,28 @@ def process(
         advance(State.CATALOGUED, f"item {item.id} in {spec.id}", {"item": item.id})
     except StateConflict:
         raise  # someone else moved it: not ours to record
+    except ProductOffline as exc:
+        # in the provider's long-term archive: waited for in a state of its own, not an attempt
+        due = datetime.now(UTC) + timedelta(seconds=settings.offline_recheck_s)
+        said = f"{exc.message}; looking again at {due.isoformat(timespec='seconds')}"
+        recheck = {"recheck_s": settings.offline_recheck_s}
+        fields = {"attempts": max(0, row["attempts"] - 1), "next_attempt_at": due, "online": False, "last_error": None}
+        try:
+            db.run(
+                lambda c, again: repo.transition(
+                    c, product_id, state, State.OFFLINE, message=said, details=recheck, set_fields=fields,
+                    resumed=again,
+                )
+            )  # fmt: skip
+        except DatabaseUnavailable as gone:
+            return _left(settings, spec.id, product_id, state, "download", gone, time.monotonic() - started)
+        shutil.rmtree(work, ignore_errors=True)
+        log.info(
+            "%s: %s", product_id, said,
+            extra=_fields(spec.id, product_id, "download", time.monotonic() - stage_started, "offline"),
+        )  # fmt: skip
+        metrics.product_finished(spec.id, "offline")
+        return Outcome(product_id, State.OFFLINE, exc.message, time.monotonic() - started, next_attempt_at=due)
     except ProviderLimited as exc:
         # the provider's limits, not the product: back to discovered, the attempt not counted, due again
         # once the provider may be asked (ingest.quota)

@@ -107,6 +107,12 @@ class Settings(BaseSettings):
         default=900.0, gt=0, description="Longest fleet-wide pause after a 429/503 (Retry-After included)."
     )
 
+    offline_recheck_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="A product offline at the provider (its long-term archive) is looked at again this often.",
+    )
+
     # --- download and unpack ---
     download_attempts: int = Field(default=3, ge=1, description="Tries per download within one processing attempt.")
     download_backoff_s: float = Field(default=2.0, ge=0, description="First wait between download tries; doubles.")

@@ -9,18 +9,29 @@ ingest stack up
 ingest collections validate
 ingest collections sync
 
-provider_root=.work/provider
+# INGEST_DEMO_PROVIDER=cdse: the same scenario through what the Copernicus Data Space speaks (OData
+# search, OpenID sign-in, token-checked downloads) with EODAG's own cop_dataspace plugins, every
+# address of EODAG's configuration moved to the CDSE-like provider; its products are a month later,
+# so that both demos can run on one stack
+flavour=${INGEST_DEMO_PROVIDER:-stac}
+if [[ $flavour == cdse ]]; then
+  provider_root=.work/provider-cdse start=2026-02-01 probe=http://127.0.0.1:15801/odata/v1/Products
+  export INGEST_PROVIDER=cop_dataspace INGEST_PROVIDER_URL= INGEST_PROVIDER_MIRROR_URL=http://127.0.0.1:15801
+  export INGEST_PROVIDER_USERNAME=ingest@example.com INGEST_PROVIDER_PASSWORD=ingest  # the provider's demo user
+else
+  provider_root=.work/provider start=2026-01-01 probe=http://127.0.0.1:15800/
+fi
 if [[ ! -s $provider_root/index.jsonl ]]; then
-  echo "==> generating 6 products (2 of each kind) for the local provider"
-  ingest dev generate --root "$provider_root" --count 6
+  echo "==> generating 6 products (2 of each kind) for the $flavour provider"
+  ingest dev generate --root "$provider_root" --count 6 --start "$start"
 fi
 mkdir -p .work
-echo "==> local provider on 127.0.0.1:15800 (log: .work/provider.log)"
-.venv/bin/ingest --text-logs dev provider --root "$provider_root" >.work/provider.log 2>&1 &
+echo "==> local $flavour provider at ${probe%%/odata*} (log: .work/provider.log)"
+.venv/bin/ingest --text-logs dev provider --flavour "$flavour" --root "$provider_root" >.work/provider.log 2>&1 &
 provider_pid=$!
 trap 'kill $provider_pid 2>/dev/null || true' EXIT
 for _ in $(seq 50); do
-  curl -fsS -o /dev/null http://127.0.0.1:15800/ 2>/dev/null && break
+  curl -fsS -o /dev/null "$probe" 2>/dev/null && break
   sleep 0.2
 done
 

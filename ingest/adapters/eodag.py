@@ -37,6 +37,8 @@ from ingest.errors import (
     ConfigError,
     InvalidProduct,
     ProductGone,
+    ProductOffline,
+    ProviderCredentialsRefused,
     ProviderThrottled,
     ProviderUnavailable,
     TransientProductError,
@@ -266,11 +268,39 @@ class EodagProvider:
                     published=_parse_time(props.get("published")),
                     sensing=_parse_time(props.get("datetime") or props.get("start_datetime")),
                     geometry=json.loads(json.dumps(geometry)) if geometry else None,  # tuples -> lists
+                    online=props.get("order:status") != "orderable",  # OData's Online: false
                 )
             )
         return out
 
     # ------------------------------------------------------------------ download
+
+    def _online(self, product: ProviderProduct) -> ProviderProduct:
+        """``product`` when it is online; one known offline is looked up again first (it may be back
+        from the long-term archive). Raises ProductOffline while it is not."""
+        if product.online:
+            return product
+        from eodag.utils.exceptions import EodagError
+
+        dag = self._gateway()
+        try:
+            result = dag.search(
+                id=product.id, collection=product.collection, provider=self.name, raise_errors=True, validate=False
+            )
+        except EodagError as exc:
+            raise TransientProductError(
+                f"looking up the product failed: {self._clean(exc)}", product_id=product.id
+            ) from None
+        except OSError as exc:
+            raise TransientProductError(
+                f"{self._where()} unreachable: {self._clean(exc)}", product_id=product.id
+            ) from None
+        now = next((p for p in self._page(result) if p.id == product.id), None)
+        if now is None:
+            raise ProductGone("the provider no longer lists this product", product_id=product.id)
+        if not now.online:
+            raise ProductOffline("offline at the provider (long-term archive)", product_id=product.id)
+        return now
 
     def _eo_product(self, product: ProviderProduct) -> Any:
         from eodag.api.product import EOProduct
@@ -294,7 +324,7 @@ class EodagProvider:
         from eodag.utils import ProgressCallback
         from eodag.utils.exceptions import EodagError
 
-        eo = self._eo_product(product)
+        eo = self._eo_product(self._online(product))
         dag = self._gateway()
         dest_dir.mkdir(parents=True, exist_ok=True)
         # EODAG keeps a record of finished downloads and would skip a "known" product: a fresh
@@ -339,7 +369,7 @@ class EodagProvider:
         """
         from eodag.utils.exceptions import EodagError
 
-        eo = self._eo_product(product)
+        eo = self._eo_product(self._online(product))
         dag = self._gateway()
         try:
             with self._first_signs_in():
@@ -378,7 +408,30 @@ class EodagProvider:
             raise TransientProductError(f"download interrupted: {self._clean(exc)}", product_id=product.id) from None
 
     def _download_error(self, product: ProviderProduct, exc: BaseException) -> Exception:
+        from eodag.utils.exceptions import AuthenticationError, MisconfiguredError, NotAvailableError
+
+        if isinstance(exc, NotAvailableError):  # EODAG's word for a product it must order first
+            return ProductOffline("offline at the provider (long-term archive)", product_id=product.id)
+
         status, retry_after = _http_status(exc), _retry_after(exc)
+        if isinstance(exc, MisconfiguredError):  # EODAG checks the credentials are there before signing in
+            return ProviderCredentialsRefused(
+                f"{self._where()} needs credentials: {self._clean(exc)} (INGEST_PROVIDER_USERNAME and "
+                "INGEST_PROVIDER_PASSWORD)",
+                status=401, retry_after=None, product_id=product.id,
+            )  # fmt: skip
+        if isinstance(exc, AuthenticationError):
+            if status is None or status >= 500 or status == 429:  # the sign-in service is down or busy
+                cause = f"HTTP {status}" if status else self._clean(exc)
+                return ProviderThrottled(
+                    f"{self._where()}: its sign-in did not answer ({cause})",
+                    status=status or 503, retry_after=retry_after, product_id=product.id,
+                )  # fmt: skip
+            return ProviderCredentialsRefused(
+                f"{self._where()} refused the credentials (HTTP {status} at sign-in): check "
+                "INGEST_PROVIDER_USERNAME and INGEST_PROVIDER_PASSWORD",
+                status=status, retry_after=None, product_id=product.id,
+            )  # fmt: skip
         if status in (429, 503):
             after = f" (Retry-After: {retry_after})" if retry_after else ""
             return ProviderThrottled(

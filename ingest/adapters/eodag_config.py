@@ -111,9 +111,17 @@ def mirror_overrides(
 
 
 # the OData providers give every checksum they have (MD5 and BLAKE3 on CDSE); EODAG's mapping keeps
-# only the MD5, bare: this extra property keeps the list, and the adapter chooses from it
+# only the MD5, bare: this extra property keeps the list, and the adapter chooses from it.
+# EODAG 4.10 asks the first page in the order we give (publication time, the harvest's watermark)
+# but builds the next pages' URLs with the provider's default order (sensing start): $skip paging
+# over two orders skips and repeats products. The default order is made ours, so every page agrees.
 CHECKSUMS = "ingest:checksums"
-_ODATA_CHECKSUMS = {"search": {"metadata_mapping": {CHECKSUMS: "$.Checksum"}}}
+_ODATA = {
+    "search": {
+        "metadata_mapping": {CHECKSUMS: "$.Checksum"},
+        "sort": {"sort_by_default": [["published", "ASC"]]},
+    }
+}
 
 
 def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -127,7 +135,7 @@ def builtin_overrides(name: str, config: dict[str, Any], mirror: str = "") -> di
     """Our user configuration of built-in provider ``name`` (``config``: EODAG's own, as shipped)."""
     out: dict[str, Any] = {}
     if _lookup(config, ("search", "type")) == "ODataV4Search":
-        out = _merge(out, _ODATA_CHECKSUMS)
+        out = _merge(out, _ODATA)
     if mirror:
         out = _merge(out, mirror_overrides(config, mirror))
     return out

@@ -24,6 +24,7 @@ class ProviderProduct:
     published: datetime | None
     sensing: datetime | None
     geometry: dict[str, Any] | None
+    online: bool = True  # False: in the provider's long-term archive (OData Online: false)
 
 
 @dataclass(frozen=True)

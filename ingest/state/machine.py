@@ -15,6 +15,7 @@ class State(StrEnum):
     FAILED = "failed"  # retryable: attempts and next_attempt_at say when
     INVALID = "invalid"  # bad input, terminal until an operator forces a retry
     RETIRED = "retired"  # removed by retention
+    OFFLINE = "offline"  # in the provider's long-term archive: next_attempt_at says when to look again
 
 
 PIPELINE = (
@@ -30,7 +31,7 @@ TERMINAL = frozenset({State.CATALOGUED, State.INVALID, State.RETIRED})
 
 _ALLOWED: dict[State, frozenset[State]] = {
     State.DISCOVERED: frozenset({State.CLAIMED, State.RETIRED}),
-    State.CLAIMED: frozenset({State.DOWNLOADED, State.FAILED, State.INVALID, State.DISCOVERED}),
+    State.CLAIMED: frozenset({State.DOWNLOADED, State.FAILED, State.INVALID, State.DISCOVERED, State.OFFLINE}),
     State.DOWNLOADED: frozenset({State.CONVERTED, State.FAILED, State.INVALID, State.DISCOVERED}),
     State.CONVERTED: frozenset({State.UPLOADED, State.FAILED, State.INVALID, State.DISCOVERED}),
     State.UPLOADED: frozenset({State.CATALOGUED, State.FAILED, State.INVALID, State.DISCOVERED}),
@@ -39,6 +40,8 @@ _ALLOWED: dict[State, frozenset[State]] = {
     State.FAILED: frozenset({State.CLAIMED, State.DISCOVERED, State.RETIRED}),
     State.INVALID: frozenset({State.DISCOVERED, State.RETIRED}),
     State.RETIRED: frozenset(),
+    # looked at again when due (claimed), put back by an operator (discovered), or retired
+    State.OFFLINE: frozenset({State.CLAIMED, State.DISCOVERED, State.RETIRED}),
 }
 
 

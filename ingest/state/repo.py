@@ -37,6 +37,7 @@ class DiscoveredProduct:
     published_at: datetime | None
     sensing_at: datetime | None
     footprint: dict[str, Any] | None
+    online: bool = True
 
 
 def insert_discovered(conn: psycopg.Connection, products: Sequence[DiscoveredProduct]) -> list[str]:
@@ -56,6 +57,7 @@ def insert_discovered(conn: psycopg.Connection, products: Sequence[DiscoveredPro
         "published_at",
         "sensing_at",
         "footprint",
+        "online",
     )
     rows = [
         (
@@ -68,6 +70,7 @@ def insert_discovered(conn: psycopg.Connection, products: Sequence[DiscoveredPro
             p.published_at,
             p.sensing_at,
             Jsonb(p.footprint) if p.footprint is not None else None,
+            p.online,
         )
         for p in products
     ]
@@ -233,9 +236,10 @@ def claim(
 # until an operator forces them), and so do products in flight (a worker holds them) and retired ones
 # (retention removed them on purpose). The one definition, for harvests and backfills alike.
 # A discovered product with a next attempt time was given back while its provider was paused.
+# An offline one is looked at again when its next attempt time comes.
 _DUE = (
     "((state = 'discovered' AND (next_attempt_at IS NULL OR next_attempt_at <= now()))"
-    " OR (state = 'failed' AND next_attempt_at <= now()))"
+    " OR (state IN ('failed', 'offline') AND next_attempt_at <= now()))"
 )
 
 

@@ -43,6 +43,7 @@ products = Table(
     Column("published_at", DateTime(timezone=True), comment="provider publication time"),
     Column("sensing_at", DateTime(timezone=True)),
     Column("footprint", JSONB, comment="GeoJSON geometry announced by the provider"),
+    Column("online", Boolean, nullable=False, server_default=text("true"), comment="online at the provider"),
     Column("s3_prefix", Text),
     Column("item_id", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),

@@ -25,6 +25,8 @@ from ingest.devtools.cdse.server import CdseServer
 from ingest.devtools.provider import ProviderServer
 from ingest.devtools.publish import Kind, plan_products, publish_generated
 from ingest.pipeline import Outcome, Services, process
+from ingest.quota import Quota
+from ingest.quota.paced import Paced
 from ingest.settings import Settings
 from ingest.state.machine import State
 from tests.conftest import ROOT, Stack
@@ -46,6 +48,7 @@ class World:
     conn: psycopg.Connection
     entries: list[ProviderEntry]
     kind: str = "S2_MSI_L2A"
+    quota: Quota | None = None  # opened by the first services(), closed with the world
 
     @property
     def provider(self) -> EodagProvider:
@@ -60,10 +63,12 @@ class World:
         return self.settings.require_database_url()
 
     def services(self, settings: Settings | None = None) -> Services:
+        """As a worker's: the provider adapter behind the fleet's limits of this world's database."""
         s = settings or self.settings
-        return Services(
-            downloader=EodagProvider(s), store=ObjectStore.from_settings(s), pgstac_dsn=s.require_database_url()
-        )
+        if self.quota is None:
+            self.quota = Quota.from_settings(s)
+        paced = Paced(EodagProvider(s), self.quota.provider(s.provider))
+        return Services(downloader=paced, store=ObjectStore.from_settings(s), pgstac_dsn=s.require_database_url())
 
     def process(
         self, product_id: str, *, settings: Settings | None = None, allowed: Sequence[State] | None = None,
@@ -119,6 +124,7 @@ def make_world(migrated_db: str, stack: Stack, tmp_path: Path) -> Iterator[World
     """``make_world(kind="S2_MSI_L2A", count=3, size=60)``: one world per test (its own collection id,
     bucket and provider), so watermarks, products and objects never mix between tests."""
     opened: list[tuple[ProviderServer, psycopg.Connection]] = []
+    worlds: list[World] = []
 
     def make(
         kind: Kind = "S2_MSI_L2A", count: int = 3, size: int = 60, flavour: str = "stac", **overrides: Any
@@ -159,9 +165,14 @@ def make_world(migrated_db: str, stack: Stack, tmp_path: Path) -> Iterator[World
         )  # type: ignore[call-arg]
         ObjectStore.from_settings(settings).ensure_bucket()
         sync_collections(settings, [spec])
-        return World(root, server, settings, spec, conn, entries, kind)
+        world = World(root, server, settings, spec, conn, entries, kind)
+        worlds.append(world)
+        return world
 
     yield make
+    for world in worlds:
+        if world.quota is not None:
+            world.quota.close()
     for server, conn in opened:
         conn.close()
         server.stop()

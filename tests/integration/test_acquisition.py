@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import zipfile
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -170,14 +171,22 @@ def test_archive_is_unpacked_while_eodag_streams_it_and_odd_archives_from_disk(w
     assert not (work / odd_id / "download").exists()
 
 
-def test_transient_errors_are_retried_then_succeed(world: World) -> None:
+def test_a_503_pauses_the_provider_gives_the_product_back_then_it_succeeds(world: World) -> None:
+    # 503: the provider is overloaded or down, not the product: the fleet pauses it, no attempt counted
     harvest(world.conn, world.provider, world.spec)
     world.server.set_faults(Faults(fail_first_n=1))  # the first download answers 503
+    settings = world.settings.model_copy(update={"provider_pause_base_s": 1.0})
     pid = world.entries[1].id
-    out = world.process(pid)
-    assert out.state is State.CATALOGUED
+    out = world.process(pid, settings=settings)
+    assert out.released and out.state is State.DISCOVERED and "HTTP 503" in (out.error or ""), out
+    row = repo.get_product(world.conn, pid)
+    assert row is not None and row["attempts"] == 0 and row["next_attempt_at"] is not None
+    time.sleep(max(0.0, (row["next_attempt_at"] - datetime.now(UTC)).total_seconds()) + 0.2)
+    again = world.process(pid, settings=settings)
+    assert again.state is State.CATALOGUED, again.error
     downloaded = next(e for e in repo.events_of(world.conn, pid) if e["to_state"] == "downloaded")
-    assert downloaded["details"]["tries"] == 2
+    assert downloaded["details"]["tries"] == 1
+    assert repo.get_product(world.conn, pid)["attempts"] == 1  # type: ignore[index]
 
 
 @pytest.mark.parametrize(

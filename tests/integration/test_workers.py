@@ -246,7 +246,9 @@ def test_reconcile_prunes_only_the_rows_of_silent_workers(migrated_db: str) -> N
     settings = Settings(database_url=SecretStr(migrated_db), stall_timeout_s=60, _env_file=None)  # type: ignore[call-arg]
     spec = load_spec(ROOT / "collections" / "sentinel-2-l2a.yaml").model_copy(update={"id": "t-prune"})
     with psycopg.connect(migrated_db, autocommit=True) as db:
-        (product,) = repo.insert_discovered(db, [repo.DiscoveredProduct("P0", spec.id, "local", *[None] * 6)])
+        (product,) = repo.insert_discovered(
+            db, [repo.DiscoveredProduct("P0", spec.id, "local", None, None, None, None, None, None)]
+        )
         repo.claim(db, product)
         repo.transition(db, product, State.CLAIMED, State.DOWNLOADED)
         with ProductQueue(settings) as queue:

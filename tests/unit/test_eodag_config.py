@@ -29,9 +29,11 @@ def test_a_mirror_moves_every_address_of_the_shipped_configuration_and_keeps_pat
     assert set(out) == {"search", "auth"} and set(out["search"]) == {"api_endpoint", "metadata_mapping"}
 
 
-def test_without_a_mirror_only_the_checksum_list_is_added() -> None:
+def test_without_a_mirror_only_the_checksum_list_and_the_page_order_are_set() -> None:
     out = builtin_overrides("cop_dataspace", _packaged_config("cop_dataspace"))
-    assert out == {"search": {"metadata_mapping": {CHECKSUMS: "$.Checksum"}}}
+    assert out == {
+        "search": {"metadata_mapping": {CHECKSUMS: "$.Checksum"}, "sort": {"sort_by_default": [["published", "ASC"]]}}
+    }
     both = builtin_overrides("cop_dataspace", _packaged_config("cop_dataspace"), ORIGIN)
     assert both["search"]["metadata_mapping"][CHECKSUMS] == "$.Checksum"
     assert both["search"]["api_endpoint"].startswith(ORIGIN)

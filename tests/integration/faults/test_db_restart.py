@@ -232,7 +232,9 @@ def _lose_the_answer(dsn: str, conn: psycopg.Connection) -> None:
 
 def test_a_change_whose_commit_answer_was_lost_is_recognised_not_made_twice(migrated_db: str) -> None:
     with psycopg.connect(migrated_db, autocommit=True) as conn:
-        (pid,) = repo.insert_discovered(conn, [repo.DiscoveredProduct("P1", "c", "local", *[None] * 6)])
+        (pid,) = repo.insert_discovered(
+            conn, [repo.DiscoveredProduct("P1", "c", "local", None, None, None, None, None, None)]
+        )
     db = Database(migrated_db, retry_for_s=5.0)
     calls: list[bool] = []
 
@@ -262,7 +264,9 @@ def test_a_resumed_change_never_takes_another_process_s_change_for_its_own(
     migrated_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with psycopg.connect(migrated_db, autocommit=True) as conn:
-        (pid,) = repo.insert_discovered(conn, [repo.DiscoveredProduct("P2", "c", "local", *[None] * 6)])
+        (pid,) = repo.insert_discovered(
+            conn, [repo.DiscoveredProduct("P2", "c", "local", None, None, None, None, None, None)]
+        )
         with monkeypatch.context() as m:
             m.setattr(repo, "WORKER", "elsewhere:1")
             repo.claim(conn, pid)  # another worker holds it
