@@ -9,11 +9,11 @@ ingest stack up
 ingest collections validate
 ingest collections sync
 
-# INGEST_DEMO_PROVIDER=cdse: the same scenario through what the Copernicus Data Space speaks (OData
+# DEMO_PROVIDER=cdse: the same scenario through what the Copernicus Data Space speaks (OData
 # search, OpenID sign-in, token-checked downloads) with EODAG's own cop_dataspace plugins, every
 # address of EODAG's configuration moved to the CDSE-like provider; its products are a month later,
 # so that both demos can run on one stack
-flavour=${INGEST_DEMO_PROVIDER:-stac}
+flavour=${DEMO_PROVIDER:-stac}
 if [[ $flavour == cdse ]]; then
   provider_root=.work/provider-cdse start=2026-02-01 probe=http://127.0.0.1:15801/odata/v1/Products
   export INGEST_PROVIDER=cop_dataspace INGEST_PROVIDER_URL= INGEST_PROVIDER_MIRROR_URL=http://127.0.0.1:15801
