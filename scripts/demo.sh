@@ -35,8 +35,11 @@ for _ in $(seq 50); do
   sleep 0.2
 done
 
+# discovered by sensing day (what an operator's backfill does): the collections' watermarks are the
+# provider's publication time, and the two demos' products may be harvested in either order
+end=$(date -u -d "$start + 1 day" +%F)
 for collection in sentinel-2-l2a sentinel-2-l1c sentinel-1-grd; do
-  ingest harvest "$collection" --once --discover-only
+  ingest backfill "$collection" --start "$start" --end "$end"
 done
 
 echo "==> ingest run (scheduler + worker) until every product is catalogued (log: .work/run.log)"

@@ -26,7 +26,7 @@ import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -231,7 +231,11 @@ class EodagProvider:
         if published_before is not None:
             kwargs["published_before"] = published_before.astimezone(UTC).isoformat()
         if start is not None:
-            kwargs["start"] = start.astimezone(UTC).isoformat()
+            # OData's filter is "ContentDate/End gt start": strictly after, so a product sensed at the
+            # instant a window (a backfill chunk) begins would be in no window. 1 ms earlier, it is in
+            # this one (and perhaps the previous one too: recording a product twice is a no-op)
+            edge = start - timedelta(milliseconds=1) if not self.url else start
+            kwargs["start"] = edge.astimezone(UTC).isoformat()
         if end is not None:
             kwargs["end"] = end.astimezone(UTC).isoformat()
         if geometry is not None:

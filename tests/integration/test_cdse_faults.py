@@ -156,3 +156,12 @@ def test_an_offline_product_waits_in_a_state_of_its_own_then_is_catalogued_once_
     assert [e["to_state"] for e in repo.events_of(world.conn, offline)] == [
         "discovered", "claimed", "offline", "claimed", "downloaded", "converted", "uploaded", "catalogued",
     ]  # fmt: skip
+
+
+def test_a_product_sensed_at_the_instant_a_window_begins_is_in_that_window(world: World) -> None:
+    # OData says "ContentDate/End gt start": strictly after. A backfill chunk [START, +1 h) holds the
+    # product sensed at START (an instant: Start = End), and the previous chunk need not
+    first = world.entries[0]
+    assert first.datetime == START
+    found = discover(world.conn, world.provider, world.spec, start=START, end=START + timedelta(hours=1))
+    assert first.id in found.new_ids and found.seen == 2
