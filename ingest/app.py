@@ -24,7 +24,7 @@ from ingest.state.db import Database, connect
 from ingest.state.machine import State
 
 _quotas: dict[tuple[int, str], Quota] = {}
-_shared_lock = threading.Lock()
+_shared_lock = threading.RLock()  # process_provider asks process_quota under it
 
 
 def process_quota(settings: Settings) -> Quota:
@@ -51,7 +51,11 @@ def process_provider(settings: Settings, collections: dict[str, str]) -> EodagPr
     )  # fmt: skip
     with _shared_lock:
         if key not in _shared_providers:
-            _shared_providers[key] = EodagProvider(settings, collections=collections)
+            provider = EodagProvider(settings, collections=collections)
+            limits = process_quota(settings).provider(provider.name) if settings.database_url else None
+            if limits is not None:  # searches keep to the fleet's request rate too
+                provider.before_request = limits.before_request
+            _shared_providers[key] = provider
         return _shared_providers[key]
 
 

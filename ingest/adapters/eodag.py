@@ -24,7 +24,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -107,6 +107,8 @@ class EodagProvider:
         self._dag: Any = None
         self._signing_in = threading.Lock()
         self._signed_in = False
+        # called before every search request: the fleet's request rate (ingest.quota), set by the composer
+        self.before_request: Callable[[], object] = lambda: None
 
     # ------------------------------------------------------------------ set-up
 
@@ -243,11 +245,17 @@ class EodagProvider:
         elif bbox is not None:
             kwargs["geom"] = list(bbox)
         try:
+            self.before_request()
             first = dag.search(
                 limit=page_size, raise_errors=True, sort_by=[("published", "ASC")], validate=False, **kwargs
             )
             yield self._page(first)
-            for page in first.next_page(update=False):
+            pages = iter(first.next_page(update=False))  # lazy: each next() asks the provider for a page
+            while True:
+                self.before_request()
+                page = next(pages, None)
+                if page is None:
+                    return
                 yield self._page(page)
         except EodagError as exc:
             raise ProviderUnavailable(
