@@ -94,6 +94,13 @@ class ProductOffline(IngestError):
     exit_code = 75  # EX_TEMPFAIL
 
 
+class SearchIncomplete(IngestError):
+    """The provider ended a search before every match was read (OData stops paging at $skip 10,000):
+    what was read is recorded, but nothing may count the window as done."""
+
+    exit_code = 65  # EX_DATAERR: the request (its window) is too large for the provider
+
+
 class ProviderThrottled(TransientProductError):
     """The provider answered 429 or 503 (too many requests, sessions or downloads; or down for a while).
 

@@ -41,6 +41,7 @@ from ingest.errors import (
     ProviderCredentialsRefused,
     ProviderThrottled,
     ProviderUnavailable,
+    SearchIncomplete,
     TransientProductError,
 )
 from ingest.settings import Settings, scrub
@@ -246,16 +247,22 @@ class EodagProvider:
             kwargs["geom"] = list(bbox)
         try:
             self.before_request()
+            # OData pages no further than $skip 10,000 and then ends as if nothing were left: the count
+            # tells a search that stopped short from one that is complete
+            counted = {"count": True} if not self.url else {}
             first = dag.search(
-                limit=page_size, raise_errors=True, sort_by=[("published", "ASC")], validate=False, **kwargs
-            )
+                limit=page_size, raise_errors=True, sort_by=[("published", "ASC")], validate=False,
+                **counted, **kwargs,
+            )  # fmt: skip
+            seen = len(first)
             yield self._page(first)
             pages = iter(first.next_page(update=False))  # lazy: each next() asks the provider for a page
             while True:
                 self.before_request()
                 page = next(pages, None)
                 if page is None:
-                    return
+                    break
+                seen += len(page)
                 yield self._page(page)
         except EodagError as exc:
             raise ProviderUnavailable(
@@ -263,6 +270,12 @@ class EodagProvider:
             ) from None
         except OSError as exc:  # requests' connection errors are OSErrors
             raise ProviderUnavailable(f"{self._where()} unreachable: {self._clean(exc)}") from None
+        matched = _to_int(getattr(first, "number_matched", None))
+        if matched is not None and seen < matched:
+            raise SearchIncomplete(
+                f"search on {self._where()} for {collection} stopped at {seen:,} of {matched:,} products: the "
+                "provider pages no further; search a shorter window (a backfill's --chunk)"
+            )
 
     def _page(self, result: Any) -> list[ProviderProduct]:
         out = []

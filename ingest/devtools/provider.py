@@ -1271,7 +1271,7 @@ class _Handler(BaseHTTPRequestHandler):
                     buffer[corrupt_at - offset] ^= 0xFF
                 sock.sendall(buffer[:n])
                 sent += n
-                if throttle > 0:
+                if throttle > 0 and sent < to_send:  # not after the last piece: the client has it all
                     ahead = sent / throttle - (time.monotonic() - started)
                     if ahead > 0:
                         time.sleep(ahead)

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from ingest.devtools.cdse.faults import CdseFaults
 from ingest.devtools.publish import plan_products, publish_generated
-from ingest.errors import ProviderUnavailable
+from ingest.errors import ProviderUnavailable, SearchIncomplete
 from ingest.harvest import discover, harvest
 from ingest.health import Unhealthy, check_provider
 from ingest.state import repo
@@ -165,3 +165,18 @@ def test_a_product_sensed_at_the_instant_a_window_begins_is_in_that_window(world
     assert first.datetime == START
     found = discover(world.conn, world.provider, world.spec, start=START, end=START + timedelta(hours=1))
     assert first.id in found.new_ids and found.seen == 2
+
+
+def test_a_search_the_provider_stops_paging_is_an_error_not_a_done_window(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # CDSE pages no further than $skip 10,000 and then answers as if nothing were left: here at 2
+    from ingest.devtools.cdse import odata
+
+    for plan in plan_products(4, kinds=("S2_MSI_L2A",), start=START + timedelta(days=1)):
+        world.entries.append(publish_generated(world.root, plan, size=60))
+    monkeypatch.setattr(odata, "MAX_SKIP", 2)
+    with pytest.raises(SearchIncomplete, match=r"stopped at 4 of 6 products"):
+        discover(world.conn, world.provider, world.spec, page_size=2)
+    monkeypatch.setattr(odata, "MAX_SKIP", 10_000)
+    assert discover(world.conn, world.provider, world.spec, page_size=2).seen == 6
