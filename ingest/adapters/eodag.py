@@ -79,7 +79,7 @@ def _to_int(value: Any) -> int | None:
         return None
 
 
-def _packaged_config(name: str) -> dict[str, Any]:
+def packaged_config(name: str) -> dict[str, Any]:
     """A built-in provider's configuration as EODAG ships it (empty for a name it does not know)."""
     from importlib import resources
 
@@ -141,7 +141,7 @@ class EodagProvider:
             env["EODAG_PROVIDERS_CFG_DIR"] = str(providers)
         else:
             env["EODAG_PROVIDERS_WHITELIST"] = json.dumps([self.name])
-            overrides = builtin_overrides(self.name, _packaged_config(self.name), self._settings.provider_mirror_url)
+            overrides = builtin_overrides(self.name, packaged_config(self.name), self._settings.provider_mirror_url)
             (cfg / "user" / "eodag.yml").write_text(yaml.safe_dump({self.name: overrides}, sort_keys=False))
             prefix = f"EODAG__{self.name.upper()}__AUTH__CREDENTIALS__"
             user, password = self._settings.provider_username, self._settings.provider_password

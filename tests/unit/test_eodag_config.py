@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from ingest.adapters.eodag import _packaged_config
+from ingest.adapters.eodag import packaged_config
 from ingest.adapters.eodag_config import CHECKSUMS, builtin_overrides, mirror_overrides, preferred_checksum
 
 ORIGIN = "http://127.0.0.1:15801"
@@ -14,7 +14,7 @@ ORIGIN = "http://127.0.0.1:15801"
 
 @pytest.mark.parametrize("name", ["cop_dataspace", "creodias"])
 def test_a_mirror_moves_every_address_of_the_shipped_configuration_and_keeps_paths(name: str) -> None:
-    shipped = _packaged_config(name)
+    shipped = packaged_config(name)
     assert shipped["search"]["type"] == "ODataV4Search"  # the family this override is written for
     out = mirror_overrides(shipped, ORIGIN)
     endpoint = shipped["search"]["api_endpoint"]
@@ -30,11 +30,11 @@ def test_a_mirror_moves_every_address_of_the_shipped_configuration_and_keeps_pat
 
 
 def test_without_a_mirror_only_the_checksum_list_and_the_page_order_are_set() -> None:
-    out = builtin_overrides("cop_dataspace", _packaged_config("cop_dataspace"))
+    out = builtin_overrides("cop_dataspace", packaged_config("cop_dataspace"))
     assert out == {
         "search": {"metadata_mapping": {CHECKSUMS: "$.Checksum"}, "sort": {"sort_by_default": [["published", "ASC"]]}}
     }
-    both = builtin_overrides("cop_dataspace", _packaged_config("cop_dataspace"), ORIGIN)
+    both = builtin_overrides("cop_dataspace", packaged_config("cop_dataspace"), ORIGIN)
     assert both["search"]["metadata_mapping"][CHECKSUMS] == "$.Checksum"
     assert both["search"]["api_endpoint"].startswith(ORIGIN)
 
@@ -42,7 +42,7 @@ def test_without_a_mirror_only_the_checksum_list_and_the_page_order_are_set() ->
 @pytest.mark.parametrize("bad", ["", "127.0.0.1:15801", "http://host/path", "ftp://host", "http://"])
 def test_a_mirror_that_is_not_an_origin_is_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="not an origin"):
-        mirror_overrides(_packaged_config("cop_dataspace"), bad)
+        mirror_overrides(packaged_config("cop_dataspace"), bad)
 
 
 def test_blake3_is_preferred_then_md5_and_junk_is_nothing() -> None:

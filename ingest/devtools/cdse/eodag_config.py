@@ -19,27 +19,18 @@ EODAG_DOWNLOAD_LINK`` back as ``eodag:download_link`` (its key merge maps ``_`` 
 
 from __future__ import annotations
 
-import re
 from typing import Any
+
+from ingest.adapters.eodag import packaged_config
+from ingest.adapters.eodag_config import mirror_overrides
 
 PROVIDER = "cop_dataspace"
 
 
 def cop_dataspace_overrides(base_url: str) -> dict[str, Any]:
-    """The sparse ``cop_dataspace`` configuration that sends every EODAG request to ``base_url``."""
-    if not re.fullmatch(r"https?://[^/\s]+", base_url.rstrip("/")):
-        raise ValueError(f"not an origin (scheme://host[:port]): {base_url!r}")
-    base = base_url.rstrip("/")
-    return {
-        "search": {
-            "api_endpoint": f"{base}/odata/v1/Products",
-            "metadata_mapping": {"eodag:download_link": f"{base}/odata/v1/Products({{uid}})/$value"},
-        },
-        "auth": {
-            "oidc_config_url": f"{base}/auth/realms/CDSE/.well-known/openid-configuration",
-            "matching_url": re.escape(base),
-        },
-    }
+    """The sparse ``cop_dataspace`` configuration that sends every EODAG request to ``base_url``: the
+    daemon's own (``INGEST_PROVIDER_MIRROR_URL``), one definition for both."""
+    return mirror_overrides(packaged_config(PROVIDER), base_url)
 
 
 def cop_dataspace_environment(
