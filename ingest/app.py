@@ -16,7 +16,7 @@ from ingest.collections import CollectionSpec
 from ingest.errors import IngestError
 from ingest.harvest import Discovery, harvest
 from ingest.pipeline import Outcome, Services, process
-from ingest.quota.limits import Quota
+from ingest.quota.limits import Quota, retry_after_s
 from ingest.quota.paced import Paced
 from ingest.settings import Settings
 from ingest.state import repo
@@ -53,8 +53,9 @@ def process_provider(settings: Settings, collections: dict[str, str]) -> EodagPr
         if key not in _shared_providers:
             provider = EodagProvider(settings, collections=collections)
             limits = process_quota(settings).provider(provider.name) if settings.database_url else None
-            if limits is not None:  # searches keep to the fleet's request rate too
+            if limits is not None:  # searches keep to the fleet's request rate and pause too
                 provider.before_request = limits.before_request
+                provider.refused = lambda status, after, cause: limits.pause(status, retry_after_s(after), cause)
             _shared_providers[key] = provider
         return _shared_providers[key]
 

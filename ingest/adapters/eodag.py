@@ -24,6 +24,7 @@ import os
 import shutil
 import tempfile
 import threading
+import urllib.error
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -110,6 +111,8 @@ class EodagProvider:
         self._signed_in = False
         # called before every search request: the fleet's request rate (ingest.quota), set by the composer
         self.before_request: Callable[[], object] = lambda: None
+        # told of a search refused with 429/503 (status, Retry-After, cause): the fleet's pause
+        self.refused: Callable[[int, str | None, str], object] = lambda _status, _after, _cause: None
 
     # ------------------------------------------------------------------ set-up
 
@@ -265,9 +268,11 @@ class EodagProvider:
                 seen += len(page)
                 yield self._page(page)
         except EodagError as exc:
-            raise ProviderUnavailable(
-                f"search on {self._where()} for {collection} failed: {self._clean(exc)}"
-            ) from None
+            status = _http_status(exc)
+            said = f"search on {self._where()} for {collection} failed: {self._clean(exc)}"
+            if status in (429, 503):  # the provider's word for "too much": the fleet pauses it
+                self.refused(status, _retry_after(exc), said)
+            raise ProviderUnavailable(said) from None
         except OSError as exc:  # requests' connection errors are OSErrors
             raise ProviderUnavailable(f"{self._where()} unreachable: {self._clean(exc)}") from None
         matched = _to_int(getattr(first, "number_matched", None))
@@ -471,28 +476,26 @@ class EodagProvider:
         return TransientProductError(f"download failed: {cause}", product_id=product.id)
 
 
-def _responses(exc: BaseException) -> Iterator[Any]:
-    """The HTTP responses behind an EODAG error, found on the chained requests exceptions."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        response = getattr(seen, "response", None)
-        if response is not None:
-            yield response
-        seen = seen.__cause__ or seen.__context__
-
-
 def _retry_after(exc: BaseException) -> str | None:
-    for response in _responses(exc):
-        value = getattr(response, "headers", {}).get("Retry-After")
-        if value:
-            return str(value)[:64]
+    seen: BaseException | None = exc
+    while seen is not None:  # a requests response's headers, or a urllib error's own
+        for holder in (getattr(seen, "response", None), seen if isinstance(seen, urllib.error.HTTPError) else None):
+            value = getattr(holder, "headers", None) and holder.headers.get("Retry-After")  # type: ignore[union-attr]
+            if value:
+                return str(value)[:64]
+        seen = seen.__cause__ or seen.__context__
     return None
 
 
 def _http_status(exc: BaseException) -> int | None:
-    """The HTTP status behind an EODAG error."""
-    for response in _responses(exc):
-        code = getattr(response, "status_code", None)
-        if isinstance(code, int):
-            return code
+    """The HTTP status behind an EODAG error: its own (RequestError), a requests response's, or a
+    urllib error's (EODAG searches OData through urllib)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        for code in (getattr(seen, "status_code", None), getattr(getattr(seen, "response", None), "status_code", None)):
+            if isinstance(code, int):
+                return code
+        if isinstance(seen, urllib.error.HTTPError):
+            return seen.code
+        seen = seen.__cause__ or seen.__context__
     return None

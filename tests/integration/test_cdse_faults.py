@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 from pydantic import SecretStr
 
+from ingest.app import process_provider, process_quota
 from ingest.devtools.cdse.faults import CdseFaults
 from ingest.devtools.publish import plan_products, publish_generated
 from ingest.errors import ProviderUnavailable, SearchIncomplete
@@ -180,3 +181,12 @@ def test_a_search_the_provider_stops_paging_is_an_error_not_a_done_window(
         discover(world.conn, world.provider, world.spec, page_size=2)
     monkeypatch.setattr(odata, "MAX_SKIP", 10_000)
     assert discover(world.conn, world.provider, world.spec, page_size=2).seen == 6
+
+
+def test_a_search_answered_429_pauses_the_provider_for_the_fleet(world: World) -> None:
+    provider = process_provider(world.settings, {})  # as the daemon composes it: with the fleet's limits
+    _faults(world, status_429_rate=1.0, retry_after_s=30)
+    with pytest.raises(ProviderUnavailable, match=r"cop_dataspace.*Too many requests"):
+        harvest(world.conn, provider, world.spec)
+    status = process_quota(world.settings).provider("cop_dataspace").status()
+    assert status.paused and status.pause_status == 429 and 25 < status.remaining_s <= 30, status
