@@ -284,9 +284,12 @@ class Upstream(_Strict):
     the copy here may be the one left. ``retire`` removes it with ``--repair`` (or a scheduled repair)
     through retention's crash-safe path (its item from pgstac, its objects from S3, listed in
     ``/deleted-items``). ``reconcile``: a cron for a scheduled reconciliation of the last
-    ``window_days`` days of sensing time, report only unless ``repair``."""
+    ``window_days`` days of sensing time, report only unless ``repair``. ``reprocessing``: what becomes of
+    a catalogued product once a newer processing of the same acquisition is catalogued: ``replace`` (the
+    default) retires the older one, ``keep`` keeps both (``ingest.upstream.reprocessing``)."""
 
     removed: Literal["keep", "retire"] = "keep"
+    reprocessing: Literal["replace", "keep"] = "replace"
     reconcile: Cron | None = None
     window_days: int = Field(default=30, ge=1, le=3660, description="days of sensing time a scheduled run reads")
     repair: bool = False

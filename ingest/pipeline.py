@@ -42,6 +42,7 @@ from ingest.stages.upload import upload_product
 from ingest.state import repo
 from ingest.state.db import Database
 from ingest.state.machine import State, can_transition
+from ingest.upstream import reprocessing
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +209,10 @@ def process(
     """
     db = conn if isinstance(conn, Database) else Database.of(conn)
     started = time.monotonic()
+    newer = db.run(lambda c, _: reprocessing.skip_if_superseded(c, spec, product_id, allowed))
+    if newer is not None:  # an older processing: never catalogued over the newer one
+        metrics.product_finished(spec.id, "superseded")
+        return Outcome(product_id, State.RETIRED, f"superseded by {newer}", time.monotonic() - started)
     row = db.run(lambda c, again: repo.claim(c, product_id, allowed=allowed, resumed=again))
     product = product_from_row({**row, "eodag_collection": spec.source.eodag_collection})
     work = work_dir_of(settings, row["collection"], product_id)
@@ -374,7 +379,19 @@ def process(
         return replace(out, seconds=time.monotonic() - started)
     shutil.rmtree(work, ignore_errors=True)
     metrics.product_finished(spec.id, "catalogued")
+    _replace_older(db, settings, services, spec, product_id, item.id)
     return Outcome(product_id, state, None, time.monotonic() - started)
+
+
+def _replace_older(
+    db: Database, settings: Settings, services: Services, spec: CollectionSpec, product_id: str, item_id: str
+) -> None:
+    """The reprocessing policy once a product is catalogued; a failure there is logged, never the
+    product's (it is catalogued)."""
+    try:
+        db.run(lambda c, _: reprocessing.after_catalogued(c, settings, services.store, spec, product_id, item_id))
+    except Exception as exc:  # the product is catalogued whatever happens here
+        log.error("%s: older processings not retired: %s", product_id, exc, extra={"collection": spec.id})
 
 
 def _left(

@@ -20,7 +20,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -380,9 +380,24 @@ class ObjectStore:
         outside = [k for k in keys if not k.startswith(item_prefix)]
         if outside:
             raise IngestError(f"refusing to delete {outside[0]!r}: outside {item_prefix!r} at {self.where}")
+        self._delete(keys, item_prefix)
+        if keys:
+            log.info("deleted %d objects under s3://%s/%s", len(keys), self.bucket, item_prefix)
+        return len(keys)
+
+    def delete_keys(self, keys: Sequence[str], *, under: str) -> int:
+        """Delete these keys, each of which must lie under ``under`` (a full key prefix ending in ``/``,
+        one item's); returns how many."""
+        outside = [k for k in keys if not under.endswith("/") or not k.startswith(under)]
+        if outside:
+            raise IngestError(f"refusing to delete {outside[0]!r}: outside {under!r} at {self.where}")
+        self._delete(list(keys), under)
+        return len(keys)
+
+    def _delete(self, keys: list[str], under: str) -> None:
         for start in range(0, len(keys), _DELETE_BATCH):
             batch = keys[start : start + _DELETE_BATCH]
-            with self._boundary(f"delete under {item_prefix}"):
+            with self._boundary(f"delete under {under}"):
                 r = self._client().delete_objects(
                     Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
                 )
@@ -391,9 +406,6 @@ class ObjectStore:
                 first = errors[0]
                 what = f"delete of {first.get('Key')} ({len(errors)} of {len(batch)} failed)"
                 self._raise_code(what, first.get("Code", ""), first.get("Message", ""))
-        if keys:
-            log.info("deleted %d objects under s3://%s/%s", len(keys), self.bucket, item_prefix)
-        return len(keys)
 
     def ensure_bucket(self) -> bool:
         """Create the bucket if it is missing; True when it was created."""

@@ -56,11 +56,10 @@ def replacement(spec: CollectionSpec, pair: Superseded | Replaced) -> Literal["k
     """The replacement policy's hook: what becomes of a product of ours once a newer processing of the
     same acquisition is listed (``Superseded``) or catalogued here too (``Replaced``).
 
-    Another part of issue 16 decides it (retire the older one, and when: once the newer is catalogued,
-    at once, never). Until then both are kept, which is always safe: the newer one's item replaces the
-    older one's in pgstac when their item ids are equal (Sentinel-2 and Sentinel-1 item ids leave the
-    processing out), and both are served when they are not. A policy returning ``retire`` would hand
-    the older product to ``Repairer.retire`` with its reason.
+    The reprocessing policy (``upstream.reprocessing``) is applied by the pipeline once the newer one is
+    catalogued (``ingest.upstream.reprocessing.after_catalogued``), and an older one is never processed
+    after a newer one is catalogued: a repair queues the newer one and the pipeline does the rest. Here
+    nothing more is done; a pair left ``Replaced`` (``keep``, or a retirement that failed) is reported.
     """
     return "keep"
 

@@ -180,7 +180,8 @@ def test_reconcile_finds_each_kind_repairs_what_it_may_and_retires_only_when_tol
         "reconcile repair: queued to be processed again",
     ]
 
-    # --- a worker processes the queue: D re-made from its new bytes, C' catalogued beside C
+    # --- a worker processes the queue: D re-made from its new bytes, C' catalogued and C retired by the
+    # reprocessing policy (upstream.reprocessing: replace, the default; C' is the newer baseline)
     proc = subprocess.Popen(
         [sys.executable, "-m", "ingest", "--json-logs", "worker"],
         env={**{k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}, **world.cli_env(stack)},
@@ -193,9 +194,11 @@ def test_reconcile_finds_each_kind_repairs_what_it_may_and_retires_only_when_tol
         assert proc.wait(timeout=60) == 0
     item = pgstac.get_item(world.dsn, world.spec.id, item_of(world, d.id))
     assert item is not None and item["properties"]["ingest:upstream_checksum"] == d2.multihash
+    assert state_of(world, c.id) == "retired" and item_of(world, c.id) == item_of(world, c2.id)
+    assert pgstac.get_item(world.dsn, world.spec.id, item_of(world, c2.id)) is not None  # C''s now
 
-    # --- reconciled again, now with removed: retire: nothing found but the one kept so far (and C, replaced by
-    # C': both kept, not a difference); B retired through retention's path (item, objects, /deleted-items)
+    # --- reconciled again, now with removed: retire: nothing found but the one kept so far (C, replaced by C',
+    # is retired: not a difference); B retired through retention's path (item, objects, /deleted-items)
     b_item = item_of(world, b.id)
     prefix = world.store.item_prefix(world.spec.id, b_item)
     assert world.store.list_keys(prefix)
@@ -203,9 +206,9 @@ def test_reconcile_finds_each_kind_repairs_what_it_may_and_retires_only_when_tol
     assert done.returncode == 0, done.stderr
     doc = as_json(done)
     assert doc["counts"] == {"missing": 0, "gone": 1, "superseded": 0, "checksum": 0} and doc["gone"] == [b.id]
-    assert doc["not_differences"]["replaced"] == [{"old": c.id, "new": c2.id, "old_listed": False}]
+    assert doc["not_differences"]["replaced"] == []
     assert doc["repair"]["retired"] == [b.id] and doc["repair"]["left"] == [] and doc["exit_code"] == 0
-    assert state_of(world, b.id) == "retired" and state_of(world, c.id) == "catalogued"  # C shares C''s item
+    assert state_of(world, b.id) == "retired" and state_of(world, c2.id) == "catalogued"
     assert pgstac.get_item(world.dsn, world.spec.id, b_item) is None
     assert list(world.store.list_keys(prefix)) == []
     row = world.conn.execute(

@@ -40,7 +40,16 @@ def test_the_block_sets_the_policy_and_the_schedule(tmp_path: Path) -> None:
         "reconcile": "0 5 * * 1",
         "window_days": 7,
         "repair": True,
+        "reprocessing": "replace",
     }
+
+
+def test_reprocessing_replaces_by_default_keeps_when_told_and_refuses_anything_else(tmp_path: Path) -> None:
+    for spec in col.load_all(ROOT / "collections").values():
+        assert spec.upstream.reprocessing == "replace"
+    assert col.load_spec(write(tmp_path, {"reprocessing": "keep"})).upstream.reprocessing == "keep"
+    with pytest.raises(CollectionSpecError, match=r"upstream\.reprocessing"):
+        col.load_spec(write(tmp_path, {"reprocessing": "retire"}))
 
 
 @pytest.mark.parametrize(
