@@ -27,6 +27,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ingest.dsn import password_of
 from ingest.errors import IngestError, StackError
@@ -524,6 +525,35 @@ def _log_tail(path: Path) -> str:
     return f"log {path}: " + " / ".join(line.strip()[:300] for line in (fatal[-1:] or lines[-3:]))
 
 
+def _served_volumes(doc: Any) -> set[int]:
+    """The volume ids a master's ``/vol/status`` lists (nested data centres, racks, servers)."""
+    if isinstance(doc, dict):
+        found = {doc["Id"]} if isinstance(doc.get("Id"), int) and "Collection" in doc else set()
+        return found.union(*(_served_volumes(v) for v in doc.values()))
+    if isinstance(doc, list):
+        return set().union(*(_served_volumes(v) for v in doc))
+    return set()
+
+
+def _await_volumes(cfg: StackConfig, deadline: float) -> None:
+    """After a restart the gateway answers before the volume server has told the master about the
+    volumes on disk: a read then fails with InternalError. Wait until the master lists them all."""
+    on_disk = {int(m.group(1)) for f in cfg.s3_data.glob("*.dat") if (m := re.search(r"(\d+)\.dat$", f.name))}
+    master = _recorded_ports(cfg).get("master")
+    if not on_disk or master is None:
+        return
+    import requests
+
+    served: set[int] = set()
+    while time.monotonic() < deadline:
+        with contextlib.suppress(requests.RequestException, ValueError):
+            served = _served_volumes(requests.get(f"http://127.0.0.1:{master}/vol/status", timeout=2).json())
+            if on_disk <= served:
+                return
+        time.sleep(0.2)
+    log.warning("SeaweedFS: volumes %s on disk not served yet", sorted(on_disk - served))
+
+
 def _await_s3(cfg: StackConfig, proc: subprocess.Popen[bytes] | None, key_id: str, secret: str) -> None:
     """Create the bucket if missing, retrying until the server answers signed requests."""
     from pydantic import SecretStr
@@ -542,6 +572,7 @@ def _await_s3(cfg: StackConfig, proc: subprocess.Popen[bytes] | None, key_id: st
     while True:
         try:
             store.ensure_bucket()
+            _await_volumes(cfg, deadline)
             return
         except IngestError as exc:  # refused, 503 or 403 while the gateway and its identities come up
             last = exc

@@ -120,7 +120,10 @@ def held(conn: psycopg.Connection, product_id: str, item_id: str | None = None) 
     name = parse(product_id)
     if name is None or name.version is None:  # takes no part: no query
         return []
-    return [Held(*row) for row in conn.execute(_HELD, {"id": product_id, "item": item_id}).fetchall()]
+    # in a transaction block of its own: on a caller's connection that is not autocommit, a bare read
+    # would leave a transaction open, and every change the pipeline makes next would be a savepoint in it
+    with conn.transaction():
+        return [Held(*row) for row in conn.execute(_HELD, {"id": product_id, "item": item_id}).fetchall()]
 
 
 def skip_if_superseded(
