@@ -36,15 +36,10 @@ import psycopg
 from ingest import dsn
 from ingest.errors import DatabaseUnavailable
 from ingest.settings import scrub
+from ingest.state.db import KEEPALIVE_COUNT, KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, TCP_USER_TIMEOUT_MS
 
 log = logging.getLogger(__name__)
 
-# A dead peer is detected after about IDLE + INTERVAL * COUNT seconds of silence (25 s).
-KEEPALIVE_IDLE_S = 10
-KEEPALIVE_INTERVAL_S = 5
-KEEPALIVE_COUNT = 3
-# Unacknowledged data (a check sent into a black hole) gives up after this long.
-TCP_USER_TIMEOUT_MS = 20_000
 # A lock check that cannot finish in this time means the session is not healthy.
 STATEMENT_TIMEOUT_MS = 10_000
 

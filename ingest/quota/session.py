@@ -33,15 +33,12 @@ import psycopg
 from ingest import dsn as dsns
 from ingest.errors import ConfigError, DatabaseUnavailable
 from ingest.settings import scrub
+from ingest.state.db import KEEPALIVE_COUNT, KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, TCP_USER_TIMEOUT_MS
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-KEEPALIVE_IDLE_S = 10
-KEEPALIVE_INTERVAL_S = 5
-KEEPALIVE_COUNT = 3
-TCP_USER_TIMEOUT_MS = 20_000
 STATEMENT_TIMEOUT_MS = 10_000
 
 

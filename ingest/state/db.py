@@ -56,6 +56,15 @@ def connect(
         conn.close()
 
 
+# Connections whose session holds something (the leader lock, download slots): a dead peer is
+# detected after about IDLE + INTERVAL * COUNT seconds of silence (25 s), and unacknowledged data
+# (a check sent into a black hole) gives up after TCP_USER_TIMEOUT_MS.
+KEEPALIVE_IDLE_S = 10
+KEEPALIVE_INTERVAL_S = 5
+KEEPALIVE_COUNT = 3
+TCP_USER_TIMEOUT_MS = 20_000
+
+
 def _open(dsn: str, *, setting: str, autocommit: bool, timeout_s: int, **options: Any) -> psycopg.Connection:
     # libpq's own message about a malformed string would quote it, password included
     target = parse(dsn, setting=setting).where
