@@ -42,7 +42,7 @@ from ingest.stages.upload import upload_product
 from ingest.state import repo
 from ingest.state.db import Database
 from ingest.state.machine import State, can_transition
-from ingest.upstream import reprocessing
+from ingest.upstream import reprocessing, versions
 
 log = logging.getLogger(__name__)
 
@@ -253,6 +253,7 @@ def process(
         metrics.download_retried(spec.id, got.tries - 1)
 
         item = describe.build_item(got.safe_dir, spec)
+        item.id = versions.keep_item_id(spec, product_id, item.id)
         item_id = item.id
         t0 = time.monotonic()
         cogs = convert.convert_product(
@@ -295,8 +296,13 @@ def process(
             now=now,
         )
         _keep_created(services, document)
-        pgstac.load_items(services.pgstac_dsn, [document])
-        advance(State.CATALOGUED, f"item {item.id} in {spec.id}", {"item": item.id})
+        with versions.locked(db.connection(), spec, product_id):
+            # the item first, then the older processings it marks deprecated (upstream.versions)
+            mine, *older = versions.linked(db.connection(), services.pgstac_dsn, spec, product_id, document, now)
+            pgstac.load_items(services.pgstac_dsn, [mine])
+            if older:
+                pgstac.load_items(services.pgstac_dsn, older)
+            advance(State.CATALOGUED, f"item {item.id} in {spec.id}", {"item": item.id})
     except StateConflict:
         raise  # someone else moved it: not ours to record
     except ProductOffline as exc:

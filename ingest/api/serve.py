@@ -14,6 +14,8 @@
   ``/collections/{id}/items``; collection search with free text. Free text on item search is left
   out: pgstac matches ``q`` against item title/description/keywords only, and our items have none,
   so it would advertise a conformance class that never finds anything.
+* Searches answer current items only: an older processing marked ``deprecated`` is found by naming
+  ``deprecated`` in the filter, or by id (``ingest.api.current``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from stac_fastapi.pgstac.models.extensions import Extensions
 from ingest import dsn, logs
 from ingest.api import errors, http
 from ingest.api.bounds import Limits, Refused, filter_tree
+from ingest.api.current import current_only
 from ingest.api.deletions import add_deleted_items
 from ingest.api.guard import Guard
 from ingest.collections import STAC_VERSION
@@ -93,6 +96,14 @@ class _Client(CoreCrudClient):  # type: ignore[misc]
     checked the filter already. pgstac refuses what is still wrong (ingest.api.errors: 400)."""
 
     limits = Limits()
+
+    async def _search_base(self, search_request: Any, request: Request) -> Any:
+        # every search funnels through here (item lists, /search GET and POST, an item by id)
+        tree = getattr(search_request, "filter_expr", None)
+        run = current_only(tree, by_ids=bool(search_request.ids))
+        if run is not tree:
+            search_request.filter_expr, search_request.filter_lang = run, "cql2-json"
+        return await super()._search_base(search_request, request=request)
 
     def _clean_search_args(
         self,

@@ -16,9 +16,8 @@ catalogued here (``upstream: {reprocessing: replace|keep}`` in the collection YA
   reconciliation, a late harvest) is never processed: it moves from where it waits to ``retired`` with an
   event naming the newer product, before it is claimed (nothing downloaded, nothing written).
 
-``keep``: both stay, as before this policy existed: nothing is retired here. Item ids are unchanged, so
-two processings with the same item id still share (and overwrite) one item; the STAC version extension
-(``deprecated``, ``successor-version``) is not written yet.
+``keep``: both stay, each under an item id of its own, the older ones marked deprecated with the STAC
+version extension (``ingest.upstream.versions``); nothing is retired here.
 
 Only names that order their processings take part (Sentinel-2 and Sentinel-3, ``names.parse``); Sentinel-1
 names do not (the unique id is a CRC) and other names have no acquisition: such products are left alone.

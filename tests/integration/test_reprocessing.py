@@ -1,7 +1,7 @@
 """The reprocessing policy end to end (``upstream: {reprocessing: replace|keep}``): two processings of one
 Sentinel-2 L1C datatake and tile (baselines 05.10 and 05.11) catalogued through the pipeline from the local
-provider. Generated (and real) Sentinel-2 item ids leave the baseline out, so both make the same item id
-and the same S3 prefix.
+provider. Generated (and real) Sentinel-2 item ids leave the baseline out, so with ``replace`` both make the
+same item id and the same S3 prefix; with ``keep`` each gets an id of its own.
 
 To show that no object is left that nothing owns, the older product's item is given one asset more than
 the newer one has (an object under the prefix that only the older processing wrote).
@@ -14,10 +14,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ingest.adapters import pgstac
 from ingest.devtools import generator
 from ingest.devtools.publish import publish_safe
 from ingest.harvest import harvest
+from ingest.stac_validation import validate_item
 from ingest.state.machine import State
 from tests.integration.conftest import START, World, WorldFactory
 
@@ -94,19 +97,38 @@ def give_older_an_extra_asset(w: World, item_id: str) -> str:
     return key
 
 
-def test_keep_is_what_happened_before_the_policy(make_world: WorldFactory) -> None:
-    """Before the policy (and with ``keep``): the newer processing loads over the older one's item; the older
-    product stays catalogued pointing at the same item, and what only it had stays as an orphan."""
+def versions(item: dict[str, Any]) -> dict[str, str]:
+    return {link["rel"]: link["href"].rsplit("/", 1)[-1] for link in item["links"] if "version" in link["rel"]}
+
+
+@pytest.mark.parametrize("newer_first", [False, True], ids=["in-order", "newer-first"])
+def test_keep_catalogues_both_under_ids_of_their_own_the_older_marked_deprecated(
+    make_world: WorldFactory, newer_first: bool
+) -> None:
+    """``keep``: each processing an item (and an S3 prefix) of its own, joined by the version extension's
+    links, the older deprecated, whichever order they come in; nothing retired, every object named."""
     w, older, newer = setup(make_world, "keep")
-    assert w.process(older).state is State.CATALOGUED
-    item_id = row(w, older)[1]
-    assert item_id is not None
-    extra = give_older_an_extra_asset(w, item_id)
-    assert w.process(newer).state is State.CATALOGUED
-    assert row(w, older) == ("catalogued", item_id) and row(w, newer) == ("catalogued", item_id)
-    (item,) = items(w)
-    assert item["properties"]["ingest:upstream_id"] == newer
-    assert extra in keys(w, item_id) and extra not in named(w, item_id)  # the orphan
+    for pid in (newer, older) if newer_first else (older, newer):
+        assert w.process(pid).state is State.CATALOGUED
+    (_, old_id), (_, new_id) = row(w, older), row(w, newer)
+    assert old_id and new_id and old_id != new_id
+    assert old_id.endswith("_N0510_" + older.rsplit("_", 1)[-1]) and new_id.endswith(
+        "_N0511_" + newer.rsplit("_", 1)[-1]
+    )
+    assert row(w, older) == ("catalogued", old_id) and row(w, newer) == ("catalogued", new_id)
+    assert {i["id"] for i in items(w)} == {old_id, new_id}
+    old, new = pgstac.get_item(w.dsn, w.spec.id, old_id), pgstac.get_item(w.dsn, w.spec.id, new_id)
+    assert old is not None and new is not None
+    assert old["properties"]["deprecated"] is True and "deprecated" not in new["properties"]
+    assert versions(old) == {"successor-version": new_id, "latest-version": new_id}
+    assert versions(new) == {"predecessor-version": old_id}
+    assert old["properties"]["version"].startswith("N0510 ") and new["properties"]["version"].startswith("N0511 ")
+    for doc in (old, new):
+        validate_item(doc)  # the version extension's schema is shipped and checked
+        assert keys(w, doc["id"]) == named(w, doc["id"]) != set()
+    if newer_first:  # the older one's arrival changed the newer one's item: a harvester sees it by `updated`
+        assert new["properties"]["updated"] >= old["properties"]["created"]
+    assert w.conn.execute("SELECT count(*) FROM ingest.retirements").fetchone() == (0,)
 
 
 def test_replace_retires_the_older_processing_and_leaves_no_orphan(make_world: WorldFactory) -> None:
