@@ -9,6 +9,7 @@ Pure: the search's CQL2 JSON filter in, the filter to run out.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 PROPERTY = "deprecated"
@@ -34,11 +35,27 @@ def names(tree: Any, prop: str) -> bool:
     return False
 
 
-def current_only(tree: dict[str, Any] | None, *, by_ids: bool) -> dict[str, Any] | None:
-    """The filter to run for a search with filter ``tree``: ``tree`` as it is when the client asked for
-    deprecated items (or for ids), else ``tree`` and CURRENT."""
-    if by_ids or names(tree, PROPERTY):
-        return tree
+def query_as_cql2(query: Mapping[str, Any]) -> dict[str, Any]:
+    """The Query extension's ``query`` as the CQL2 JSON pgstac makes of it (its ``query_to_cql2``: each
+    property's operators and-ed, a bare value meaning ``eq``): pgstac refuses a search with both, so a
+    ``query`` search is run as this filter."""
+    args: list[dict[str, Any]] = []
+    for prop, ops in query.items():
+        pairs = ops.items() if isinstance(ops, dict) else [("eq", ops)]
+        args += [{"op": op, "args": [{"property": prop}, value]} for op, value in pairs]
+    return {"op": "and", "args": args}
+
+
+def current_only(
+    tree: dict[str, Any] | None, *, by_ids: bool, query: Mapping[str, Any] | None = None
+) -> tuple[dict[str, Any] | None, Mapping[str, Any] | None]:
+    """The (filter, query) to run for a search with filter ``tree`` and ``query``: both as they are when
+    the client asked for deprecated items (or for ids), else the filter (``query`` turned into one) and
+    CURRENT."""
+    if by_ids or names(tree, PROPERTY) or (query and PROPERTY in query):
+        return tree, query
+    if query:
+        tree = query_as_cql2(query) if not tree else {"op": "and", "args": [tree, query_as_cql2(query)]}
     if not tree:
-        return CURRENT
-    return {"op": "and", "args": [tree, CURRENT]}
+        return CURRENT, None
+    return {"op": "and", "args": [tree, CURRENT]}, None

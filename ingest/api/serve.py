@@ -9,7 +9,9 @@
   explicit values only, so an unrelated variable cannot switch transactions on or move the database.
 * ``numberMatched``: pgstac counts matches only when its ``context`` setting is on (off by default).
   We set it per connection (the ``pgstac.context`` GUC, ``INGEST_API_CONTEXT``), so it applies to the
-  API alone and an operator's choice in ``pgstac.pgstac_settings`` is left as it is.
+  API alone and an operator's choice in ``pgstac.pgstac_settings`` is left as it is. Counted afresh by
+  every search (``pgstac.context_stats_ttl`` 0): pgstac would otherwise answer, for a day, a count that
+  any writing session's search cached in ``search_wheres``, whatever was loaded or deleted since.
 * Extensions: query, sort, fields, filter (CQL2 text and JSON) and token paging on ``/search`` and on
   ``/collections/{id}/items``; collection search with free text. Free text on item search is left
   out: pgstac matches ``q`` against item title/description/keywords only, and our items have none,
@@ -99,10 +101,12 @@ class _Client(CoreCrudClient):  # type: ignore[misc]
 
     async def _search_base(self, search_request: Any, request: Request) -> Any:
         # every search funnels through here (item lists, /search GET and POST, an item by id)
-        tree = getattr(search_request, "filter_expr", None)
-        run = current_only(tree, by_ids=bool(search_request.ids))
+        tree, query = getattr(search_request, "filter_expr", None), getattr(search_request, "query", None)
+        run, keep = current_only(tree, by_ids=bool(search_request.ids), query=query)
         if run is not tree:
-            search_request.filter_expr, search_request.filter_lang = run, "cql2-json"
+            search_request.filter_expr, search_request.filter_lang, search_request.query = run, "cql2-json", keep
+        # pgstac reads per-search settings from `conf` (context, timing, base_url...): not the client's to set
+        search_request.conf = None
         return await super()._search_base(search_request, request=request)
 
     def _clean_search_args(
@@ -155,8 +159,9 @@ def postgres_settings(settings: Settings) -> PostgresSettings:
             statement_timeout=_ms(settings.api_statement_timeout_s),
             idle_in_transaction_session_timeout=_ms(settings.api_idle_in_transaction_timeout_s),
             # GUCs pgstac reads before its settings table: readonly = no row in pgstac.searches or
-            # search_wheres per distinct search (a public API would let anyone fill the database)
-            **{"pgstac.context": settings.api_context, "pgstac.readonly": "true"},
+            # search_wheres per distinct search (a public API would let anyone fill the database);
+            # context_stats_ttl 0 = never a count another session cached there (stale after any load)
+            **{"pgstac.context": settings.api_context, "pgstac.readonly": "true", "pgstac.context_stats_ttl": "0"},
         ),
     )
 

@@ -38,12 +38,24 @@ class ArchiveStream:
 
 
 @dataclass(frozen=True)
+class BandMeta:
+    """What a band's pixels mean, as the item says it (``raster:bands``, ``eo:bands``): written into the
+    COG so that a GDAL reader gets physical values (value * scale + offset) without the item."""
+
+    scale: float | None = None
+    offset: float | None = None
+    unit: str | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True)
 class CogSource:
     """A raster asset of a product, to become a COG."""
 
     asset_key: str  # the stactools asset key, e.g. "B04_10m", "scl_20m", "vv"
     path: Path  # local source raster (JP2 / GeoTIFF) inside the unpacked SAFE
     kind: BandKind  # decides overview resampling
+    bands: tuple[BandMeta, ...] = ()  # one per band when the item describes them, else empty
 
 
 @dataclass(frozen=True)

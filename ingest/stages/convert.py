@@ -421,6 +421,7 @@ def _staged(source: CogSource, src: DatasetReader, plan: _Plan, scratch: Path) -
         try:
             with rasterio.open(target, "w", **profile) as dst:
                 _copy_metadata(src, dst)
+                _describe_bands(source, dst)
                 _copy_pixels(source, src, dst)
         except (rasterio.errors.RasterioError, OSError) as exc:
             raise IngestError(f"{source.asset_key}: cannot stage {source.path.name}: {_cause(exc)}") from exc
@@ -451,6 +452,19 @@ def _copy_metadata(src: DatasetReader, dst: DatasetWriter) -> None:
             dst.set_band_description(bidx, src.descriptions[bidx - 1])
         if tags := src.tags(bidx):
             dst.update_tags(bidx, **tags)
+
+
+def _describe_bands(source: CogSource, dst: DatasetWriter) -> None:
+    """What the item says of each band (scale, offset, unit, description) overrides the source's, so the
+    COG describes its pixels as the item does: a GDAL reader unscales to reflectance by itself."""
+    if len(source.bands) != dst.count:
+        return  # the item does not describe these bands one by one: the source's own metadata stays
+    dst.scales = [b.scale if b.scale is not None else s for b, s in zip(source.bands, dst.scales, strict=True)]
+    dst.offsets = [b.offset if b.offset is not None else o for b, o in zip(source.bands, dst.offsets, strict=True)]
+    dst.units = [b.unit or u or "" for b, u in zip(source.bands, dst.units, strict=True)]
+    for bidx, band in enumerate(source.bands, start=1):
+        if band.description:
+            dst.set_band_description(bidx, band.description)
 
 
 def _translate(

@@ -98,7 +98,15 @@ import pystac
 from ingest.collections import CollectionSpec
 from ingest.errors import ConfigError, IngestError, InvalidProduct
 from ingest.stac_validation import validate_item
-from ingest.stages.artifacts import CogResult, CogSource, MetadataFile, Provenance, StorageAccess, StoredObject
+from ingest.stages.artifacts import (
+    BandMeta,
+    CogResult,
+    CogSource,
+    MetadataFile,
+    Provenance,
+    StorageAccess,
+    StoredObject,
+)
 from ingest.stages.checksums import to_multihash
 from ingest.stages.upload import COG_MEDIA_TYPE
 
@@ -257,7 +265,7 @@ def product_name(item: pystac.Item) -> str:
 def raster_sources(item: pystac.Item, spec: CollectionSpec) -> list[CogSource]:
     """The rasters to convert, with the band kind the collection gives each asset key."""
     sources = [
-        CogSource(key, Path(asset.href), spec.cog.kind_of(key))
+        CogSource(key, Path(asset.href), spec.cog.kind_of(key), band_meta(asset))
         for key, asset in item.assets.items()
         if treatment(asset) == "convert"
     ]
@@ -268,6 +276,31 @@ def raster_sources(item: pystac.Item, spec: CollectionSpec) -> list[CogSource]:
     if not sources:
         raise InvalidProduct(f"{product_name(item)}: no raster to convert")
     return sources
+
+
+def band_meta(asset: pystac.Asset) -> tuple[BandMeta, ...]:
+    """Pure. Each band's scale, offset, unit and description from the asset's ``raster:bands`` and
+    ``eo:bands`` (``B04 red``; the asset's title for a single band the item names otherwise)."""
+    raster = asset.extra_fields.get("raster:bands") or []
+    eo = asset.extra_fields.get("eo:bands") or []
+    count = max(len(raster), len(eo))
+    out = []
+    for i in range(count):
+        r = raster[i] if i < len(raster) and isinstance(raster[i], dict) else {}
+        e = eo[i] if i < len(eo) and isinstance(eo[i], dict) else {}
+        named = " ".join(str(v) for v in (e.get("name"), e.get("common_name")) if v)
+        described = named or (asset.title if count == 1 else None)
+        out.append(
+            BandMeta(
+                scale=_number(r.get("scale")), offset=_number(r.get("offset")),
+                unit=str(r["unit"]) if r.get("unit") else None, description=described or None,
+            )
+        )  # fmt: skip
+    return tuple(out)
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def metadata_files(item: pystac.Item) -> list[MetadataFile]:

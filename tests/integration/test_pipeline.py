@@ -58,11 +58,27 @@ def assert_catalogued(world: World, product_id: str) -> dict[str, Any]:
             assert head.size == asset["file:size"], key
             if asset["type"] == COG_MEDIA_TYPE:
                 cogs += 1
-                valid, errors, _ = cog_validate(f"/vsis3/{store.bucket}/{_key_of(asset['href'], store.bucket)}")
+                path = f"/vsis3/{store.bucket}/{_key_of(asset['href'], store.bucket)}"
+                valid, errors, _ = cog_validate(path)
                 assert valid, (key, errors)
+                assert_describes_itself(key, asset, path)
     assert cogs > 0
     assert not world.work_of(product_id).exists()
     return item
+
+
+def assert_describes_itself(key: str, asset: dict[str, Any], path: str) -> None:
+    """The COG says what the item's raster:bands and eo:bands say: scale, offset, nodata, band names."""
+    bands = asset.get("raster:bands") or []
+    with rasterio.open(path) as cog:
+        assert len(bands) in (0, cog.count), key
+        for i, band in enumerate(bands):
+            assert cog.scales[i] == pytest.approx(band.get("scale", 1.0)), key
+            assert cog.offsets[i] == pytest.approx(band.get("offset", 0.0)), key
+            if "nodata" in band:
+                assert cog.nodata == band["nodata"], key
+        for i, eo in enumerate(asset.get("eo:bands") or []):
+            assert eo["name"] in (cog.descriptions[i] or ""), key
 
 
 def test_generated_s2_l2a_product_is_catalogued(make_world: WorldFactory) -> None:
@@ -79,6 +95,16 @@ def test_generated_s2_l2a_product_is_catalogued(make_world: WorldFactory) -> Non
     assert {"B04_10m", "SCL_20m"} <= {k for k, a in item["assets"].items() if a["type"] == COG_MEDIA_TYPE} or any(
         "scl" in k.lower() for k in item["assets"]
     )
+    # rasterio alone gives reflectance: DN * the COG's own scale + offset, as raster:bands says
+    red, store = item["assets"]["red"], world.store
+    with rasterio.Env():
+        rasterio.env.setenv(**store.gdal_env())
+        with rasterio.open(f"/vsis3/{store.bucket}/{_key_of(red['href'], store.bucket)}") as cog:
+            dn = cog.read(1, masked=True)
+            reflectance = dn.astype("float64") * cog.scales[0] + cog.offsets[0]
+    rb = red["raster:bands"][0]
+    assert (rb["scale"], rb["offset"]) == (0.0001, -0.1)  # baseline 04.00 and later
+    assert float(reflectance.max()) == pytest.approx(float(dn.max()) * 0.0001 - 0.1)
     # the collection's extent now covers exactly this item
     coll = pgstac.get_collection(world.dsn, world.spec.id)
     assert coll is not None

@@ -9,11 +9,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 import pytest
 import requests
+from psycopg.types.json import Jsonb
 from pystac_client import Client
 
 from ingest.adapters import pgstac
+from ingest.api.current import CURRENT
 from ingest.upstream.versions import VERSION_EXT
 from tests.conftest import Stack
 from tests.integration.api import (
@@ -119,3 +122,27 @@ def test_a_client_that_names_deprecated_or_asks_by_id_gets_older_versions(server
     successor = next(link["href"] for link in older["links"] if link["rel"] == "successor-version")
     assert successor == f"{server.url}/collections/{C}/items/tile-N0500"
     assert get(server, successor.removeprefix(server.url))["id"] == "tile-N0500"
+
+
+def test_number_matched_is_exact_after_loads_and_deletions_whatever_pgstac_cached(
+    server: ApiServer, db: ApiDatabase
+) -> None:
+    """pgstac keeps a count per where clause in ``search_wheres`` for ``context_stats_ttl`` (a day by
+    default) and serves it to readonly sessions too; any writing session's search (an operator's, a
+    script's) leaves one. The API counts afresh every time."""
+    body = {"collections": [C], "filter": CURRENT, "filter-lang": "cql2-json"}
+    with psycopg.connect(db.admin_dsn, autocommit=True) as conn:  # a writing session: caches the count
+        conn.execute("SET search_path = pgstac, public")
+        conn.execute("SELECT set_config('pgstac.context', 'on', false)")
+        conn.execute("SELECT pgstac.search(%s)", [Jsonb(body)])
+        cached = conn.execute("SELECT total_count FROM pgstac.search_wheres WHERE total_count IS NOT NULL").fetchall()
+    assert (2,) in cached
+    extra = stac_item(C, "extra", DAY, EUROPE, T0 + hours(3))
+    try:
+        pgstac.load_items(db.admin_dsn, [extra])
+        page = get(server, "/search", collections=C)
+        assert ids(page) == {"alone", "tile-N0500", "extra"} and page["numberMatched"] == 3
+    finally:
+        pgstac.delete_items(db.admin_dsn, C, ["extra"])
+    page = get(server, "/search", collections=C)
+    assert ids(page) == {"alone", "tile-N0500"} and page["numberMatched"] == 2

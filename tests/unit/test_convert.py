@@ -18,9 +18,10 @@ from rio_cogeo.cogeo import cog_validate
 from ingest.collections import BandKind, CogProfile
 from ingest.devtools import generator as gen
 from ingest.errors import ConfigError, IngestError, InvalidProduct
-from ingest.stages.artifacts import CogResult, CogSource
+from ingest.stages.artifacts import BandMeta, CogResult, CogSource
 from ingest.stages.checksums import file_digest
 from ingest.stages.convert import convert_band, convert_product
+from ingest.stages.describe import band_meta
 from tests.conftest import FIXTURES
 
 B01_FIXTURE = (
@@ -410,3 +411,41 @@ def test_real_shrunk_l2a_cogs_convert_with_equal_pixels(tmp_path: Path, path: Pa
         assert (dst.crs, dst.transform, dst.count, dst.dtypes) == (src.crs, src.transform, src.count, src.dtypes)
         assert dst.nodata == src.nodata
         assert np.array_equal(dst.read(), src.read())
+
+
+def test_the_cog_carries_the_items_scale_offset_and_band_names(tmp_path: Path) -> None:
+    """What raster:bands / eo:bands say of a band is written into the COG (GDAL readers unscale by
+    themselves); bands the item does not describe keep the source's own metadata."""
+    src = tmp_path / "b04.tif"
+    profile = {"driver": "GTiff", "width": 300, "height": 300, "count": 1, "dtype": "uint16", "nodata": 0}
+    with rasterio.open(src, "w", crs="EPSG:32632", transform=from_origin(300000, 5000000, 10, 10), **profile) as d:
+        d.write((np.arange(300 * 300, dtype="uint16").reshape(1, 300, 300) % 9000) + 1000)
+    meta = (BandMeta(scale=0.0001, offset=-0.1, unit="1", description="B04 red"),)
+    result = convert_band(CogSource("red", src, "reflectance", meta), tmp_path / "out", PROFILE)
+    assert cog_validate(str(result.path))[0]
+    with rasterio.open(result.path) as cog:
+        assert (cog.scales, cog.offsets, cog.descriptions, cog.nodata) == ((0.0001,), (-0.1,), ("B04 red",), 0)
+        dn = cog.read(1)
+        assert float(dn.max() * cog.scales[0] + cog.offsets[0]) == pytest.approx(9999 * 0.0001 - 0.1)
+    plain = convert_band(CogSource("red", src, "reflectance"), tmp_path / "plain", PROFILE)
+    with rasterio.open(plain.path) as cog:
+        assert (cog.scales, cog.offsets, cog.descriptions) == ((1.0,), (0.0,), (None,))
+
+
+def test_band_meta_reads_raster_and_eo_bands_of_an_item_asset() -> None:
+    import pystac
+
+    asset = pystac.Asset(
+        "x.jp2",
+        title="Red - 10m",
+        extra_fields={
+            "raster:bands": [{"data_type": "uint16", "nodata": 0, "offset": -0.1, "scale": 0.0001}],
+            "eo:bands": [{"name": "B04", "common_name": "red"}],
+        },
+    )
+    assert band_meta(asset) == (BandMeta(0.0001, -0.1, None, "B04 red"),)
+    wvp = pystac.Asset(
+        "w.jp2", title="Water Vapour (WVP)", extra_fields={"raster:bands": [{"scale": 0.001, "unit": "cm"}]}
+    )
+    assert band_meta(wvp) == (BandMeta(0.001, None, "cm", "Water Vapour (WVP)"),)
+    assert band_meta(pystac.Asset("m.xml")) == ()

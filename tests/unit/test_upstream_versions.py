@@ -108,10 +108,27 @@ def test_mark_writes_valid_version_fields_and_links_and_stamps_updated_only_on_a
     ],
 )
 def test_searches_answer_current_items_unless_asked(tree: Any, by_ids: bool, expected: Any) -> None:
-    got = current_only(tree, by_ids=by_ids)
+    got, query = current_only(tree, by_ids=by_ids)
+    assert query is None
     if expected == "and":
         assert got == {"op": "and", "args": [tree, CURRENT]}
     elif expected == "as is":
         assert got is tree
     else:
         assert got == expected
+
+
+def test_a_query_search_runs_as_the_filter_pgstac_would_make_of_it_and_current() -> None:
+    query = {"platform": {"eq": "sentinel-2a"}, "eo:cloud_cover": {"lt": 10, "gte": 1}, "constellation": "sentinel-2"}
+    as_cql2 = {
+        "op": "and",
+        "args": [
+            {"op": "eq", "args": [{"property": "platform"}, "sentinel-2a"]},
+            {"op": "lt", "args": [{"property": "eo:cloud_cover"}, 10]},
+            {"op": "gte", "args": [{"property": "eo:cloud_cover"}, 1]},
+            {"op": "eq", "args": [{"property": "constellation"}, "sentinel-2"]},
+        ],
+    }
+    assert current_only(None, by_ids=False, query=query) == ({"op": "and", "args": [as_cql2, CURRENT]}, None)
+    asked = {"deprecated": {"eq": True}}
+    assert current_only(None, by_ids=False, query=asked) == (None, asked)
