@@ -212,6 +212,7 @@ def collections_validate(c: Context, files: tuple[Any, ...]) -> None:
     if not paths:
         raise IngestError(f"{c.settings.collections_dir}: no collection files (*.yaml)")
     failures = 0
+    specs = []
     for path in paths:
         try:
             spec = col.load_spec(path)
@@ -221,8 +222,27 @@ def collections_validate(c: Context, files: tuple[Any, ...]) -> None:
             click.echo(f"error: {exc}", err=True)
             continue
         click.echo(f"ok     {path} ({spec.id}: {len(spec.stac.item_assets)} item assets)")
+        specs.append(spec)
+    _warn_unpublished(c, specs)
     if failures:
         sys.exit(78)
+
+
+def _warn_unpublished(c: Context, specs: list[Any]) -> None:
+    """Say which published collection documents are older than their files (when a database is set)."""
+    from ingest.catalog import stale
+
+    if not specs or c.settings.database_url is None:
+        return
+    try:
+        older = stale(c.settings, specs)
+    except IngestError as exc:  # validation needs no database: say so and go on
+        click.echo(f"note: published versions not compared: {exc}", err=True)
+        return
+    for cid in older:
+        click.echo(
+            f"warning: {cid}: pgstac holds an older version (ingest collections sync {cid} publishes it)", err=True
+        )
 
 
 @collections.command("sync")
@@ -517,6 +537,11 @@ def retain_cmd(
         specs = [app.spec(collection)]
         if not specs[0].retention.enabled:
             raise IngestError(f"{collection}: retention is not enabled (retention.enabled in {specs[0].path})")
+    if not dry_run:  # the policy enforced is the one the collection document publishes
+        from ingest.catalog import publish_changed
+
+        for cid in publish_changed(c.settings, specs):
+            click.echo(f"published {cid}: its collection file changed since it was last published", err=True)
     reports: list[dict[str, Any]] = []
     failed: list[str] = []
     stopped: list[IngestError] = []  # refused or locked: the other collections still run

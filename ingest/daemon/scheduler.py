@@ -348,6 +348,17 @@ def _install_signals(stop: threading.Event) -> Callable[[], None]:
     return restore
 
 
+def _publish_changed(settings: Settings, specs: list[col.CollectionSpec]) -> None:
+    """At start: the collection documents follow their files (a policy edited, then the daemon restarted)."""
+    from ingest.catalog import publish_changed
+
+    try:
+        for cid in publish_changed(settings, specs):
+            log.info("published %s: its collection file changed since it was last published", cid)
+    except IngestError as exc:  # the database away at start: the leader loop waits for it anyway
+        log.warning("collections not published at start: %s", exc)
+
+
 def run_scheduler(settings: Settings, *, stop: threading.Event | None = None, install_signals: bool = True) -> None:
     """Lead or stand by until stopped (SIGTERM / SIGINT when ``install_signals``, or ``stop``)."""
     stop = stop or threading.Event()
@@ -355,8 +366,10 @@ def run_scheduler(settings: Settings, *, stop: threading.Event | None = None, in
     # outcome ourselves. Its warnings (missed runs, a run skipped because the last one still runs) stay.
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:  # --debug shows everything
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    plan = jobs_for(col.load_all(settings.collections_dir), settings)
+    specs = col.load_all(settings.collections_dir)
+    plan = jobs_for(specs, settings)
     log.info("scheduler %s: %d job(s) planned: %s", identity(), len(plan), ", ".join(j.id for j in plan))
+    _publish_changed(settings, list(specs.values()))
     lock = LeaderLock(settings.require_database_url(), LOCK_NAME, connect_timeout_s=settings.db_connect_timeout_s)
     # --- operating (issue 8): /metrics with the site gauges, /livez, /readyz; off when INGEST_METRICS_PORT=0
     endpoint = metrics.serve(

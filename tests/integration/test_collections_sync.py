@@ -70,3 +70,36 @@ def test_unknown_setting_and_debug_traceback(tmp_path: Path) -> None:
     assert r.returncode == 78 and "INGEST_COLECTIONS_DIR" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("--debug", "collections", "validate", env={"INGEST_COLLECTIONS_DIR": str(tmp_path)})
     assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_what_reads_the_collection_files_publishes_a_changed_policy(
+    stack: Stack, migrated_db: str, tmp_path: Path
+) -> None:
+    """An operator edits a retention policy: `collections validate` warns that pgstac holds an older
+    version, `ingest retain` publishes it before enforcing it, and nothing is stale after."""
+    for f in (ROOT / "collections").glob("*.yaml"):
+        (tmp_path / f.name).write_text(f.read_text())
+    env = {**stack.env, "INGEST_DATABASE_URL": migrated_db, "INGEST_COLLECTIONS_DIR": str(tmp_path)}
+    assert run_cli("collections", "sync", env=env).returncode == 0
+    r = run_cli("collections", "validate", env=env)
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+
+    path = tmp_path / "sentinel-2-l2a.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["retention"].update({"enabled": True, "max_age": "30d", "keep_latest": 3})
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    r = run_cli("collections", "validate", env=env)
+    assert r.returncode == 0
+    assert "warning: sentinel-2-l2a: pgstac holds an older version" in r.stderr
+    assert r.stderr.count("warning") == 1  # the two unchanged files are not named
+
+    r = run_cli("retain", "sentinel-2-l2a", "--yes", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "published sentinel-2-l2a" in r.stderr
+    with psycopg.connect(migrated_db) as conn:
+        row = conn.execute("SELECT content FROM pgstac.collections WHERE id = 'sentinel-2-l2a'").fetchone()
+    assert row is not None and row[0]["ingest:retention"]["keep_latest"] == 3
+    r = run_cli("collections", "validate", env=env)
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+    again = run_cli("retain", "sentinel-2-l2a", "--yes", env=env)
+    assert again.returncode == 0 and "published" not in again.stderr

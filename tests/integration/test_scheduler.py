@@ -183,6 +183,10 @@ def test_scheduler_stands_by_then_leads_survives_a_failing_job_and_stops_on_the_
     messages = [r.getMessage() for r in caplog.records]
     assert "job reconcile: every 60 s, first run now" in messages, messages
     assert "scheduler jobs stopped" in messages
+    # at start the collection document followed its file (never published in this database before)
+    assert "published sentinel-2-l2a: its collection file changed since it was last published" in messages
+    with psycopg.connect(migrated_db) as conn:
+        assert conn.execute("SELECT count(*) FROM pgstac.collections WHERE id = 'sentinel-2-l2a'").fetchone() == (1,)
     (failure,) = [r for r in caplog.records if "failed:" in r.getMessage()]
     assert failure.getMessage().startswith("harvest:sentinel-2-l2a failed: ") and "\n" not in failure.getMessage()
     assert failure.levelname == "ERROR" and not failure.exc_info  # no traceback unless --debug
