@@ -137,7 +137,7 @@ def db() -> None:
 def db_migrate(c: Context, sync_collections: bool) -> None:
     """pypgstac migrate, alembic upgrade head, then collections sync (the one-shot deploy step)."""
     from ingest import collections as col
-    from ingest.catalog import sync_collections as sync
+    from ingest.catalog.publish import sync_collections as sync
     from ingest.stack import migrate_database
     from ingest.state.db import connect
 
@@ -230,7 +230,7 @@ def collections_validate(c: Context, files: tuple[Any, ...]) -> None:
 
 def _warn_unpublished(c: Context, specs: list[Any]) -> None:
     """Say which published collection documents are older than their files (when a database is set)."""
-    from ingest.catalog import stale
+    from ingest.catalog.publish import stale
 
     if not specs or c.settings.database_url is None:
         return
@@ -251,7 +251,7 @@ def _warn_unpublished(c: Context, specs: list[Any]) -> None:
 def collections_sync(c: Context, ids: tuple[str, ...]) -> None:
     """Upsert the collections (all, or the given ids) into pgstac."""
     from ingest import collections as col
-    from ingest.catalog import sync_collections
+    from ingest.catalog.publish import sync_collections
 
     specs = col.load_all(c.settings.collections_dir)
     if ids:
@@ -538,7 +538,7 @@ def retain_cmd(
         if not specs[0].retention.enabled:
             raise IngestError(f"{collection}: retention is not enabled (retention.enabled in {specs[0].path})")
     if not dry_run:  # the policy enforced is the one the collection document publishes
-        from ingest.catalog import publish_changed
+        from ingest.catalog.publish import publish_changed
 
         for cid in publish_changed(c.settings, specs):
             click.echo(f"published {cid}: its collection file changed since it was last published", err=True)

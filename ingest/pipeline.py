@@ -29,6 +29,7 @@ import pystac
 from ingest import metrics
 from ingest.adapters import pgstac
 from ingest.adapters.s3 import ObjectStore
+from ingest.catalog import loading
 from ingest.collections import CollectionSpec
 from ingest.errors import DatabaseUnavailable, IngestError, InvalidProduct, ProductOffline, StateConflict
 from ingest.quota.errors import ProviderLimited
@@ -285,7 +286,7 @@ def process(
             item_id=item.id,
         )
 
-        now = datetime.now(UTC)
+        now = db.run(lambda c, _: loading.server_now(c))  # one clock for the fleet's `updated` stamps
         provenance = _provenance(item, product, now)
         document = describe.finalize_item(
             item,
@@ -299,9 +300,11 @@ def process(
         with versions.locked(db.connection(), spec, product_id):
             # the item first, then the older processings it marks deprecated (upstream.versions)
             mine, *older = versions.linked(db.connection(), services.pgstac_dsn, spec, product_id, document, now)
-            pgstac.load_items(services.pgstac_dsn, [mine])
-            if older:
-                pgstac.load_items(services.pgstac_dsn, older)
+            for docs in ([mine], older) if older else ([mine],):
+                loading.load_settled(
+                    services.pgstac_dsn, docs, stamped=now, settle_s=settings.updated_settle_s,
+                    clock=lambda: db.run(lambda c, _: loading.server_now(c)),
+                )  # fmt: skip
             advance(State.CATALOGUED, f"item {item.id} in {spec.id}", {"item": item.id})
     except StateConflict:
         raise  # someone else moved it: not ours to record

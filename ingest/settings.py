@@ -165,6 +165,12 @@ class Settings(BaseSettings):
         ge=0,
         description="/deleted-items holds back deletions younger than this (see ingest.api.deletions).",
     )
+    updated_settle_s: float = Field(
+        default=60.0,
+        ge=1,
+        description="An item's load commits at most this long after the `updated` it carries (a later commit "
+        "is stamped anew): harvesters re-read from their newest `updated` minus this (ingest.catalog.loading).",
+    )
     api_cors_origins: Annotated[list[str], NoDecode] = Field(
         default=["*"], description="Origins browsers may call the API from: comma-separated, or * for any."
     )

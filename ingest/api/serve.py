@@ -98,6 +98,12 @@ class _Client(CoreCrudClient):  # type: ignore[misc]
     checked the filter already. pgstac refuses what is still wrong (ingest.api.errors: 400)."""
 
     limits = Limits()
+    harvesting: dict[str, Any] = {}  # noqa: RUF012 - set per app on a subclass, as limits is
+
+    async def landing_page(self, **kwargs: Any) -> Any:
+        page = await super().landing_page(**kwargs)
+        page["ingest:harvesting"] = self.harvesting  # the rule that makes an `updated` watermark safe
+        return page
 
     async def _search_base(self, search_request: Any, request: Request) -> Any:
         # every search funnels through here (item lists, /search GET and POST, an item by id)
@@ -201,7 +207,7 @@ def build_app(settings: Settings) -> FastAPI:
 
     limits = Limits.from_settings(settings)
     # instantiate_api builds the client itself: the limits ride on a subclass
-    client = type("Client", (_Client,), {"limits": limits})
+    client = type("Client", (_Client,), {"limits": limits, "harvesting": harvesting(settings)})
     api = instantiate_api(
         client=client, extensions=_extensions(stac_settings), settings=stac_settings, lifespan=lifespan
     )
@@ -218,6 +224,21 @@ def build_app(settings: Settings) -> FastAPI:
     app.add_middleware(Guard, limits=limits, body_timeout_s=settings.api_body_timeout_s)
     http.configure(settings.api_header_timeout_s)
     return app
+
+
+def harvesting(settings: Settings) -> dict[str, Any]:
+    """What a harvester must know to copy the catalogue exactly (README: Harvesters)."""
+    settle, deletions = settings.updated_settle_s, settings.api_deletions_settle_s
+    return {
+        "updated_settle_s": settle,
+        "deleted_items_settle_s": deletions,
+        "rule": (
+            f"Search updated >= W - {settle:g} s, sorted by updated, where W is the newest updated seen so far:"
+            f" an item is visible at most {settle:g} s after its updated. Deletions: GET /deleted-items?since="
+            " the previous answer's until. Collections with versions answer current items only unless the"
+            " filter names deprecated."
+        ),
+    }
 
 
 def _extensions(stac_settings: PgstacApiSettings) -> Extensions:

@@ -350,7 +350,7 @@ def _install_signals(stop: threading.Event) -> Callable[[], None]:
 
 def _publish_changed(settings: Settings, specs: list[col.CollectionSpec]) -> None:
     """At start: the collection documents follow their files (a policy edited, then the daemon restarted)."""
-    from ingest.catalog import publish_changed
+    from ingest.catalog.publish import publish_changed
 
     try:
         for cid in publish_changed(settings, specs):

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from ingest.adapters.eodag import EodagProvider
 from ingest.adapters.s3 import ObjectStore
-from ingest.catalog import sync_collections
+from ingest.catalog.publish import sync_collections
 from ingest.collections import CollectionSpec, load_spec
 from ingest.devtools.catalog import ProviderEntry
 from ingest.devtools.cdse.oidc import DEFAULT_USERS

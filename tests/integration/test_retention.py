@@ -24,7 +24,7 @@ from prometheus_client import REGISTRY
 
 from ingest import metrics
 from ingest.adapters import pgstac
-from ingest.catalog import sync_collections
+from ingest.catalog.publish import sync_collections
 from ingest.collections import CollectionSpec, Retention
 from ingest.daemon.scheduler import run_retention
 from ingest.devtools.publish import plan_products, publish_generated
