@@ -63,7 +63,7 @@ from _common import throwaway_stack
 from ingest.adapters.eodag import EodagProvider
 from ingest.adapters.queue import ProductQueue
 from ingest.adapters.s3 import ObjectStore
-from ingest.catalog import sync_collections
+from ingest.catalog.publish import sync_collections
 from ingest.collections import CollectionSpec, load_spec
 from ingest.devtools.provider import ProviderServer
 from ingest.devtools.publish import Kind, ProductPlan, plan_products, publish_generated
