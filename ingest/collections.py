@@ -331,8 +331,14 @@ class CollectionSpec(_Strict):
             },
             "summaries": dict(s.summaries),
             "item_assets": {k: dict(v) for k, v in s.item_assets.items()},
-            "links": [dict(link) for link in s.links],
-        }
+            "links": [
+                *(dict(link) for link in s.links),
+                # the policy as a document of its own: a link survives brokers that drop unknown fields
+                # (ingest.api.policies); relative to the API root, served absolute
+                {"rel": "ingest:retention", "href": f"collections/{self.id}/retention", "type": "application/json",
+                 "title": "Retention policy"},
+            ],
+        }  # fmt: skip
         if (policy := self.retention.published()) is not None:
             doc["ingest:retention"] = policy
         return doc

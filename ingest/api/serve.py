@@ -47,6 +47,7 @@ from ingest.api.bounds import Limits, Refused, filter_tree
 from ingest.api.current import current_only
 from ingest.api.deletions import add_deleted_items
 from ingest.api.guard import Guard
+from ingest.api.policies import add_policies
 from ingest.collections import STAC_VERSION
 from ingest.errors import ConfigError
 from ingest.reader import check_serving_role, inspect_role
@@ -219,6 +220,7 @@ def build_app(settings: Settings) -> FastAPI:
     app: FastAPI = api.app
     _add_healthz(app)
     add_deleted_items(app, settle_s=settings.api_deletions_settle_s)
+    add_policies(app)
     errors.install(app, statement_timeout_s=settings.api_statement_timeout_s)
     # added last, so outermost: it sees the request before stac-fastapi's middlewares and routes
     app.add_middleware(Guard, limits=limits, body_timeout_s=settings.api_body_timeout_s)

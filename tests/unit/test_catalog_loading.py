@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ingest.catalog.loading import late, restamped, rfc3339
 
@@ -16,7 +17,7 @@ def test_a_commit_is_late_only_past_the_settle_time() -> None:
 
 
 def test_restamped_changes_updated_only_and_leaves_the_input_alone() -> None:
-    doc = {"id": "a", "properties": {"created": "2026-01-01T00:00:00Z", "updated": "2026-01-01T00:00:00Z"}}
+    doc: dict[str, Any] = {"id": "a", "properties": {"created": "2026-01-01T00:00:00Z", "updated": "2026-01-01T00:00:00Z"}}
     (out,) = restamped([doc], T)
     assert out["properties"] == {"created": "2026-01-01T00:00:00Z", "updated": "2026-12-02T10:00:00.123456Z"}
     assert doc["properties"]["updated"] == "2026-01-01T00:00:00Z"
