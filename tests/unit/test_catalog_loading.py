@@ -17,7 +17,10 @@ def test_a_commit_is_late_only_past_the_settle_time() -> None:
 
 
 def test_restamped_changes_updated_only_and_leaves_the_input_alone() -> None:
-    doc: dict[str, Any] = {"id": "a", "properties": {"created": "2026-01-01T00:00:00Z", "updated": "2026-01-01T00:00:00Z"}}
+    doc: dict[str, Any] = {
+        "id": "a",
+        "properties": {"created": "2026-01-01T00:00:00Z", "updated": "2026-01-01T00:00:00Z"},
+    }
     (out,) = restamped([doc], T)
     assert out["properties"] == {"created": "2026-01-01T00:00:00Z", "updated": "2026-12-02T10:00:00.123456Z"}
     assert doc["properties"]["updated"] == "2026-01-01T00:00:00Z"
