@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ingest.access.policy import AccessPolicy
 from ingest.errors import CollectionSpecError
 from ingest.yamlfile import YamlFileError, format_field, load_mapping
 
@@ -310,6 +311,7 @@ class CollectionSpec(_Strict):
     retention: Retention = Retention()
     audit: Audit = Audit()
     upstream: Upstream = Upstream()
+    access: AccessPolicy = AccessPolicy()  # who reads the assets (ingest.access); metadata stays public
     path: Path | None = Field(default=None, exclude=True)
 
     def stac_collection(self) -> dict[str, Any]:
@@ -341,6 +343,7 @@ class CollectionSpec(_Strict):
         }  # fmt: skip
         if (policy := self.retention.published()) is not None:
             doc["ingest:retention"] = policy
+        doc["ingest:access"] = self.access.published()  # what the asset gateway enforces
         return doc
 
 

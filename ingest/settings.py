@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ingest import dsn
@@ -21,6 +21,22 @@ from ingest.errors import ConfigError
 
 ENV_PREFIX = "INGEST_"
 DEFAULT_STACK_DIR = Path(".stack")
+
+
+class OidcIssuer(BaseModel):
+    """An OpenID provider whose access tokens the asset gateway accepts (``ingest.access.tokens``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    discovery_url: str = Field(description="its .well-known/openid-configuration URL")
+    audience: str = Field(min_length=1, description="the aud a token must carry for this site")
+
+    @field_validator("discovery_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if urlsplit(v).scheme not in ("https", "http") or not urlsplit(v).netloc:
+            raise ValueError("must be an http(s) URL")
+        return v
 
 
 class Settings(BaseSettings):
@@ -165,6 +181,27 @@ class Settings(BaseSettings):
         ge=0,
         description="/deleted-items holds back deletions younger than this (see ingest.api.deletions).",
     )
+    # --- federated access to assets (ingest.access) ---
+    asset_gateway: bool = Field(
+        default=False,
+        description="ingest serve answers /collections/{c}/items/{i}/assets/{key} (token checked, 307 to a "
+        "presigned URL) and served asset hrefs point there.",
+    )
+    asset_url_ttl_s: int = Field(default=300, ge=10, le=43200, description="Lifetime of the presigned URLs.")
+    oidc_issuers: list[OidcIssuer] = Field(
+        default=[], description='JSON list of {"discovery_url", "audience"}: the OpenID providers whose tokens count.'
+    )
+    oidc_entitlement_claim: str = Field(
+        default="eduperson_entitlement", min_length=1, description="The claim an entitlements policy reads."
+    )
+    oidc_algorithms: Annotated[list[str], NoDecode] = Field(
+        default=["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"],
+        description="Token signature algorithms accepted (asymmetric only): comma-separated.",
+    )
+    oidc_leeway_s: float = Field(default=30.0, ge=0, le=300, description="Clock skew allowed on exp/nbf/iat.")
+    oidc_refresh_s: float = Field(
+        default=300.0, ge=1, description="Discovery and JWKS are fetched again after this (at once on an unknown kid)."
+    )
     updated_settle_s: float = Field(
         default=60.0,
         ge=1,
@@ -244,12 +281,21 @@ class Settings(BaseSettings):
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
         return v
 
-    @field_validator("api_cors_origins", mode="before")
+    @field_validator("api_cors_origins", "oidc_algorithms", mode="before")
     @classmethod
     def _origin_list(cls, v: object) -> object:
         # one environment variable, so a comma-separated list (a JSON list is accepted too)
         if isinstance(v, str):
             v = json.loads(v) if v.lstrip().startswith("[") else [o.strip() for o in v.split(",") if o.strip()]
+        return v
+
+    @field_validator("oidc_algorithms")
+    @classmethod
+    def _asymmetric_only(cls, v: list[str]) -> list[str]:
+        # an HMAC "public key" is a shared secret anyone can read, and "none" is no signature at all
+        known = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+        if not v or any(a not in known for a in v):
+            raise ValueError(f"must be a non-empty list of {', '.join(sorted(known))}")
         return v
 
     @field_validator("database_url", "api_database_url")

@@ -144,6 +144,7 @@ class ObjectStore:
         self._access_key_id = access_key_id
         self._secret_access_key = secret_access_key
         self._client_obj: S3Client | None = None
+        self._presigners: dict[str | None, S3Client] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -225,6 +226,30 @@ class ObjectStore:
                     config=config,
                 )
             return self._client_obj
+
+    def presign(self, key: str, *, method: str, expires_s: int, endpoint_url: str | None = None) -> str:
+        """A URL that lets its holder GET (or HEAD) ``key`` for ``expires_s``, signed for ``endpoint_url``
+        (the endpoint as readers reach it; default this store's). Computed locally: no request is sent.
+        A secret of its own until it expires: never to a log."""
+        if method not in ("GET", "HEAD"):
+            raise ValueError(f"cannot presign {method}")
+        endpoint = endpoint_url or self.endpoint_url
+        with self._lock:  # a client per endpoint, made once: making one costs more than signing
+            client = self._presigners.get(endpoint)
+            if client is None:
+                client = self._presigners[endpoint] = boto3.session.Session().client(
+                    "s3",
+                    endpoint_url=endpoint,
+                    region_name=self.region,
+                    aws_access_key_id=_unwrap(self._access_key_id),
+                    aws_secret_access_key=_unwrap(self._secret_access_key),
+                    config=Config(signature_version="s3v4", s3={"addressing_style": "path"} if endpoint else None),
+                )
+        operation = "get_object" if method == "GET" else "head_object"
+        url: str = client.generate_presigned_url(
+            operation, Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_s, HttpMethod=method
+        )
+        return url
 
     def _transfer_config(self) -> TransferConfig:
         o = self.options

@@ -22,12 +22,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -42,6 +44,9 @@ from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
 from stac_fastapi.pgstac.models.extensions import Extensions
 
 from ingest import dsn, logs
+from ingest.access import hrefs
+from ingest.access.gateway import add_gateway
+from ingest.access.policy import AccessPolicy
 from ingest.api import errors, http
 from ingest.api.bounds import Limits, Refused, filter_tree
 from ingest.api.current import current_only
@@ -92,6 +97,25 @@ class _PostgresSettings(_InitOnly, PostgresSettings):  # type: ignore[misc]
     pass
 
 
+@dataclass(frozen=True)
+class GatewayView:
+    """What served documents need of the gateway's configuration."""
+
+    bucket: str
+    discovery_urls: tuple[str, ...]
+
+
+_POLICIES_SQL = "SELECT id, content -> 'ingest:access' FROM pgstac.collections WHERE id = ANY($1::text[])"
+
+
+def _protected(published: object) -> bool:
+    try:
+        doc = json.loads(published) if isinstance(published, str) else published
+        return AccessPolicy.from_published(doc).policy != "public"
+    except ValueError:
+        return True  # unreadable: the gateway refuses it, so say a token is needed
+
+
 class _Client(CoreCrudClient):  # type: ignore[misc]
     """stac-fastapi-pgstac's client, with the GET filter turned into CQL2 JSON by ``bounds.filter_tree``
     instead of cql2's ``Expr.validate()``: validate() takes ~10 MB per nesting level and hundreds of
@@ -100,6 +124,7 @@ class _Client(CoreCrudClient):  # type: ignore[misc]
 
     limits = Limits()
     harvesting: dict[str, Any] = {}  # noqa: RUF012 - set per app on a subclass, as limits is
+    gateway: GatewayView | None = None  # the asset gateway is on (INGEST_ASSET_GATEWAY)
 
     async def landing_page(self, **kwargs: Any) -> Any:
         page = await super().landing_page(**kwargs)
@@ -114,7 +139,41 @@ class _Client(CoreCrudClient):  # type: ignore[misc]
             search_request.filter_expr, search_request.filter_lang, search_request.query = run, "cql2-json", keep
         # pgstac reads per-search settings from `conf` (context, timing, base_url...): not the client's to set
         search_request.conf = None
-        return await super()._search_base(search_request, request=request)
+        found = await super()._search_base(search_request, request=request)
+        if self.gateway is not None:
+            await self._through_gateway(found, request)
+        return found
+
+    async def _through_gateway(self, found: Any, request: Request) -> None:
+        """Asset hrefs to the gateway, the Authentication extension's fields (ingest.access.hrefs)."""
+        features = found.get("features") or []
+        ids = sorted({str(f["collection"]) for f in features if isinstance(f, dict) and f.get("collection")})
+        gw = self.gateway
+        if not ids or gw is None:
+            return
+        async with request.app.state.get_connection(request, "r") as conn:
+            rows = await conn.fetch(_POLICIES_SQL, ids)
+        protected = {r[0]: _protected(r[1]) for r in rows}
+        base = str(request.base_url)
+        found["features"] = [
+            hrefs.rewrite_item(
+                f, base_url=base, bucket=gw.bucket, protected=protected.get(f.get("collection"), True),
+                discovery_urls=gw.discovery_urls,
+            )
+            if isinstance(f, dict) else f
+            for f in features
+        ]  # fmt: skip
+
+    async def get_collection(self, collection_id: str, request: Request, **kwargs: Any) -> Any:
+        got = await super().get_collection(collection_id, request=request, **kwargs)
+        return hrefs.describe_collection(got, self.gateway.discovery_urls) if self.gateway is not None else got
+
+    async def all_collections(self, request: Request, *args: Any, **kwargs: Any) -> Any:
+        got = await super().all_collections(request, *args, **kwargs)
+        if self.gateway is not None and isinstance(got, dict):
+            urls = self.gateway.discovery_urls
+            got["collections"] = [hrefs.describe_collection(c, urls) for c in got.get("collections") or []]
+        return got
 
     def _clean_search_args(
         self,
@@ -208,7 +267,12 @@ def build_app(settings: Settings) -> FastAPI:
 
     limits = Limits.from_settings(settings)
     # instantiate_api builds the client itself: the limits ride on a subclass
-    client = type("Client", (_Client,), {"limits": limits, "harvesting": harvesting(settings)})
+    gateway = (
+        GatewayView(settings.s3_bucket, tuple(i.discovery_url for i in settings.oidc_issuers))
+        if settings.asset_gateway
+        else None
+    )
+    client = type("Client", (_Client,), {"limits": limits, "harvesting": harvesting(settings), "gateway": gateway})
     api = instantiate_api(
         client=client, extensions=_extensions(stac_settings), settings=stac_settings, lifespan=lifespan
     )
@@ -221,6 +285,8 @@ def build_app(settings: Settings) -> FastAPI:
     _add_healthz(app)
     add_deleted_items(app, settle_s=settings.api_deletions_settle_s)
     add_policies(app)
+    if settings.asset_gateway:
+        add_gateway(app, settings)
     errors.install(app, statement_timeout_s=settings.api_statement_timeout_s)
     # added last, so outermost: it sees the request before stac-fastapi's middlewares and routes
     app.add_middleware(Guard, limits=limits, body_timeout_s=settings.api_body_timeout_s)
