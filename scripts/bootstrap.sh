@@ -11,6 +11,7 @@ command -v python3 >/dev/null || need_apt+=(python3)
 python3 -c "import venv, ensurepip" 2>/dev/null || need_apt+=(python3-venv)
 ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1 || need_apt+=(postgresql postgresql-15-postgis-3)
 command -v curl >/dev/null || need_apt+=(curl)
+command -v npm >/dev/null || need_apt+=(nodejs npm)   # the access tests' OpenID provider (tests/oidc)
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "missing system packages: ${need_apt[*]} (run this script as root, or: sudo apt-get install -y ${need_apt[*]})" >&2
@@ -31,3 +32,9 @@ fi
 echo "==> uv sync (locked: uv.lock)"
 .tools/bin/uv sync --frozen --extra dev --python python3.11 -q
 echo "==> environment ready: .venv ($(.venv/bin/python --version))"
+
+# the access tests' real OpenID provider (oidc-provider, locked in tests/oidc/package-lock.json)
+if [[ ! -f tests/oidc/node_modules/.package-lock.json || tests/oidc/package-lock.json -nt tests/oidc/node_modules/.package-lock.json ]]; then
+  echo "==> npm ci (tests/oidc: the OpenID provider of the access tests)"
+  npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
+fi

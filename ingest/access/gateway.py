@@ -8,10 +8,10 @@
 3. The item and the asset: unknown, 404. The asset's object must lie under this store's bucket and
    the item's own prefix (``{prefix}/{collection}/{item}/``): an item that names another collection's
    object is not followed (404).
-4. 307 to a presigned URL of the object (GET or HEAD, ``INGEST_ASSET_URL_TTL_S``), signed for the
+4. GET: 307 to a presigned URL of the object (``INGEST_ASSET_URL_TTL_S``), signed for the
    endpoint readers reach (``INGEST_S3_PUBLIC_ENDPOINT_URL``): Range requests and GDAL's ``/vsicurl/``
    then go to the store at its own speed. ``Cache-Control: private, no-store``: the URL is a secret
-   until it expires, never cached by a proxy, never logged.
+   until it expires, never cached by a proxy, never logged. HEAD is answered here (size, type, ETag).
 
 The policy is checked before the item is looked up, so a protected collection says nothing about its
 items to a caller without a token.
@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC
+from email.utils import format_datetime
 from typing import Any
 
 from fastapi import FastAPI, Path, Request
@@ -31,6 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from ingest.access.policy import AccessPolicy, Decision, decide
 from ingest.access.tokens import InvalidToken, IssuerUnavailable, Verifier
 from ingest.adapters.s3 import ObjectStore
+from ingest.errors import IngestError
 from ingest.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -131,9 +134,28 @@ def add_gateway(app: FastAPI, settings: Settings) -> None:
         key = object_key(href, store, collection_id, item_id)
         if key is None:
             return _problem(404, f"asset {asset_key} of item {item_id} is not an object of this catalogue")
-        method = "HEAD" if request.method == "HEAD" else "GET"
-        url = store.presign(key, method=method, expires_s=ttl, endpoint_url=public_endpoint)
+        if request.method == "HEAD":
+            return await _head(key)
+        url = store.presign(key, method="GET", expires_s=ttl, endpoint_url=public_endpoint)
         return RedirectResponse(url, status_code=307, headers={"Cache-Control": "private, no-store"})
+
+    async def _head(key: str) -> Response:
+        # answered here, not redirected: SigV4 signs the method, and a client that keeps the URL its HEAD
+        # was redirected to (GDAL's /vsicurl/ does) would send its range GETs to a HEAD-only URL
+        try:
+            info = await run_in_threadpool(store.head, key)
+        except IngestError as exc:
+            return _problem(503, f"the object store cannot be reached ({type(exc).__name__})", {"Retry-After": "30"})
+        if info is None:
+            return _problem(404, "the asset's object is not in the store")
+        return Response(
+            status_code=200,
+            headers={
+                "Content-Length": str(info.size), "Content-Type": info.content_type or "application/octet-stream",
+                "Accept-Ranges": "bytes", "ETag": info.etag, "Cache-Control": "private, no-store",
+                "Last-Modified": format_datetime(info.last_modified.astimezone(UTC), usegmt=True),
+            },
+        )  # fmt: skip
 
     app.add_api_route(
         "/collections/{collection_id}/items/{item_id}/assets/{asset_key}",
