@@ -179,7 +179,10 @@ def _create_reader(settings: Settings) -> None:
 
 
 @cli.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (a proxy adds HTTPS).")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True,
+    help="Address to listen on (HTTPS: a proxy in front, or INGEST_API_TLS_CERT_FILE and _KEY_FILE).",
+)  # fmt: skip
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
 @click.option(
     "--workers", type=click.IntRange(1, 64), default=None, help="Server processes [default: INGEST_API_WORKERS, 2]."

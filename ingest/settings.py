@@ -221,6 +221,10 @@ class Settings(BaseSettings):
     api_workers: int = Field(
         default=2, ge=1, le=64, description="Worker processes of `ingest serve`; a dead one is replaced."
     )
+    api_tls_cert_file: Path | None = Field(
+        default=None, description="PEM certificate (chain) for `ingest serve` to terminate TLS itself; with the key."
+    )
+    api_tls_key_file: Path | None = Field(default=None, description="PEM private key of INGEST_API_TLS_CERT_FILE.")
     api_max_query_bytes: int = Field(default=16_384, ge=1024, description="Longest query string (414 above).")
     api_max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest request body (413 above).")
     api_max_list_length: int = Field(

@@ -30,6 +30,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -347,6 +348,22 @@ def check_database(settings: Settings) -> str:
     return f"as role {role.name} on {dsn.where(api_dsn)}, pgstac {role.pgstac_version}"
 
 
+def tls_files(settings: Settings) -> tuple[Path, Path] | None:
+    """The certificate and key to serve HTTPS with, checked before listening; None: plain HTTP."""
+    cert, key = settings.api_tls_cert_file, settings.api_tls_key_file
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise ConfigError("TLS needs both INGEST_API_TLS_CERT_FILE and INGEST_API_TLS_KEY_FILE")
+    import ssl
+
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot serve TLS with {cert} and {key}: {exc.strerror or exc}") from None
+    return cert, key
+
+
 def _exit_cleanly(signum: int, frame: object) -> None:
     sys.exit(0)
 
@@ -362,8 +379,9 @@ def run(settings: Settings, *, host: str, port: int, workers: int = 2) -> None:
     # the default handler the process would then die of it (exit -15), where a supervisor expects the
     # 0 of a clean stop, as `ingest worker` gives
     signal.signal(signal.SIGTERM, _exit_cleanly)
+    tls = tls_files(settings)
     where = check_database(settings)
-    log.info("STAC API on http://%s:%d %s", host, port, where)
+    log.info("STAC API on %s://%s:%d %s", "https" if tls else "http", host, port, where)
     common: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -372,9 +390,14 @@ def run(settings: Settings, *, host: str, port: int, workers: int = 2) -> None:
         "server_header": False,
         "http": http.HeaderTimeoutProtocol,
         "timeout_keep_alive": 5,
+        # on SIGTERM running requests get 10 s; a connection that never finishes its TLS handshake (or its
+        # request) must not hold the stop for ever
+        "timeout_graceful_shutdown": 10,
         # a worker that stops answering its supervisor is killed and replaced (so is one that died)
         "timeout_worker_healthcheck": 10,
     }
+    if tls is not None:  # a small site without a proxy: uvicorn terminates TLS (TLS 1.2+, Python's defaults)
+        common.update(ssl_certfile=str(tls[0]), ssl_keyfile=str(tls[1]))
     if workers > 1:
         # several processes need an import string; each builds its app from the same settings, and
         # imports stac-fastapi, whose module-level settings warn unless these are in the environment

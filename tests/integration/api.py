@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -81,14 +81,26 @@ class ApiServer:
     url: str
     proc: subprocess.Popen[bytes]
     log: Path
+    verify: str | bool = True  # requests' verify: the test CA's file when the server speaks TLS
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
 
-@contextmanager
-def api_server(reader_dsn: str, logs: Path, *args: str, **env: str) -> Iterator[ApiServer]:
+def api_server(reader_dsn: str, logs: Path, *args: str, **env: str) -> AbstractContextManager[ApiServer]:
     """``python -m ingest serve`` on a free port, stopped with SIGTERM: it must exit 0 by itself."""
+    return _api_server(reader_dsn, logs, args, env, None)
+
+
+def tls_api_server(reader_dsn: str, logs: Path, ca: Path, *args: str, **env: str) -> AbstractContextManager[ApiServer]:
+    """The same, terminating TLS itself with a certificate ``ca`` signed (INGEST_API_TLS_* in ``env``)."""
+    return _api_server(reader_dsn, logs, args, env, ca)
+
+
+@contextmanager
+def _api_server(
+    reader_dsn: str, logs: Path, args: tuple[str, ...], env: dict[str, str], tls_ca: Path | None
+) -> Iterator[ApiServer]:
     port = free_port()
     log = logs / f"serve-{port}.log"
     with open(log, "wb") as out:
@@ -99,7 +111,8 @@ def api_server(reader_dsn: str, logs: Path, *args: str, **env: str) -> Iterator[
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    server = ApiServer(f"http://127.0.0.1:{port}", proc, log)
+    scheme = "https" if tls_ca else "http"
+    server = ApiServer(f"{scheme}://127.0.0.1:{port}", proc, log, str(tls_ca) if tls_ca else True)
     try:
         _wait_ready(server)
         yield server
@@ -123,7 +136,7 @@ def _wait_ready(server: ApiServer, timeout: float = 60) -> None:
         if server.proc.poll() is not None:
             raise AssertionError(f"ingest serve exited with {server.proc.returncode}:\n{server.output()}")
         try:
-            if requests.get(server.url + "/_mgmt/ping", timeout=1).status_code == 200:
+            if requests.get(server.url + "/_mgmt/ping", timeout=1, verify=server.verify).status_code == 200:
                 return
         except requests.ConnectionError:
             pass

@@ -109,7 +109,7 @@ def test_the_schema_check_catches_mistakes(compose: dict[str, Any], path: tuple[
 
 
 def test_services_are_the_site(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"db", "minio", "createbucket", *EXPECTED_COMMANDS}
+    assert set(compose["services"]) == {"db", "minio", "createbucket", "proxy", *EXPECTED_COMMANDS}
     assert set(ingest_services(compose)) == set(EXPECTED_COMMANDS)
 
 
@@ -170,7 +170,10 @@ def test_workers_scale_and_every_long_running_service_is_watched(compose: dict[s
 def test_data_lives_in_named_volumes(compose: dict[str, Any]) -> None:
     declared = set(compose.get("volumes") or {})
     used = {str(v).split(":")[0] for s in compose["services"].values() for v in s.get("volumes", []) if ":" in str(v)}
-    assert used == declared == {"pgdata", "s3data"}
+    # the one bind mount: the proxy's configuration, read-only, from this repository
+    assert compose["services"]["proxy"]["volumes"][0] == "./deploy/caddy/Caddyfile:/etc/caddy/Caddyfile:ro"
+    assert (ROOT / "deploy" / "caddy" / "Caddyfile").is_file()
+    assert used - {"./deploy/caddy/Caddyfile"} == declared == {"pgdata", "s3data", "caddydata"}
     assert "pgdata:/var/lib/postgresql/data" in compose["services"]["db"]["volumes"]
 
 
