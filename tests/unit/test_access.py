@@ -7,10 +7,12 @@ from __future__ import annotations
 import base64
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
+import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import ValidationError
@@ -20,7 +22,10 @@ from ingest.access.hrefs import AUTH_EXT, rewrite_item
 from ingest.access.policy import AccessPolicy, Decision, decide
 from ingest.access.tokens import InvalidToken, IssuerUnavailable, Verifier
 from ingest.adapters.s3 import ObjectStore
+from ingest.collections import load_spec
+from ingest.errors import CollectionSpecError
 from ingest.settings import OidcIssuer
+from tests.conftest import ROOT
 
 ISS, AUD = "https://aai.example.org/auth/realms/egi", "eo-ingest"
 DISCOVERY = ISS + "/.well-known/openid-configuration"
@@ -229,3 +234,30 @@ def test_served_items_point_at_the_gateway_and_say_how_to_authenticate() -> None
     assert AUTH_EXT in out["stac_extensions"] and item["assets"]["red"]["href"].startswith("s3://")
     public = rewrite_item(item, base_url="https://s/", bucket="b", protected=False, discovery_urls=[DISCOVERY])
     assert "auth:refs" not in public["assets"]["red"]
+
+
+@pytest.mark.parametrize(
+    ("access", "field"),
+    [
+        ({"policy": "everyone"}, "access.policy"),
+        ({"policy": "entitlements"}, "needs at least one value"),
+        ({"policy": "public", "entitlements": [VO]}, "is for policy 'entitlements'"),
+        ({"policy": "authenticated", "groups": [VO]}, "access.groups"),  # a typo never passes as "open"
+    ],
+)
+def test_a_wrong_access_block_names_the_file_and_field(tmp_path: Path, access: dict[str, Any], field: str) -> None:
+    doc = yaml.safe_load((ROOT / "collections" / "sentinel-2-l2a.yaml").read_text())
+    doc["access"] = access
+    path = tmp_path / "sentinel-2-l2a.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(CollectionSpecError) as err:
+        load_spec(path)
+    assert str(path) in err.value.message and field in err.value.message
+
+
+def test_the_published_policy_is_the_files() -> None:
+    spec = load_spec(ROOT / "collections" / "sentinel-2-l2a.yaml")
+    assert spec.stac_collection()["ingest:access"] == {"policy": "public"}  # the shipped default
+    entitled = spec.model_copy(update={"access": AccessPolicy(policy="entitlements", entitlements=(VO,))})
+    doc = entitled.stac_collection()
+    assert AccessPolicy.from_published(doc["ingest:access"]) == entitled.access
