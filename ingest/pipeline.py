@@ -286,7 +286,10 @@ def process(
             item_id=item.id,
         )
 
-        now = db.run(lambda c, _: loading.server_now(c))  # one clock for the fleet's `updated` stamps
+        def clock() -> datetime:  # the database's: one clock for the fleet's `updated` stamps
+            return db.run(lambda c, _: loading.server_now(c))
+
+        now = clock()
         provenance = _provenance(item, product, now)
         document = describe.finalize_item(
             item,
@@ -303,7 +306,7 @@ def process(
             for docs in ([mine], older) if older else ([mine],):
                 loading.load_settled(
                     services.pgstac_dsn, docs, stamped=now, settle_s=settings.updated_settle_s,
-                    clock=lambda: db.run(lambda c, _: loading.server_now(c)),
+                    clock=clock,
                 )  # fmt: skip
             advance(State.CATALOGUED, f"item {item.id} in {spec.id}", {"item": item.id})
     except StateConflict:

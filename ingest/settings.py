@@ -287,7 +287,7 @@ class Settings(BaseSettings):
 
     @field_validator("api_cors_origins", "oidc_algorithms", mode="before")
     @classmethod
-    def _origin_list(cls, v: object) -> object:
+    def _comma_list(cls, v: object) -> object:
         # one environment variable, so a comma-separated list (a JSON list is accepted too)
         if isinstance(v, str):
             v = json.loads(v) if v.lstrip().startswith("[") else [o.strip() for o in v.split(",") if o.strip()]

@@ -82,7 +82,7 @@ def object_key(href: str, store: ObjectStore, collection: str, item_id: str) -> 
     key = href[len(prefix) :]
     try:
         own = store.item_prefix(collection, item_id)
-    except Exception:  # an id the store would not name: not ours
+    except IngestError:  # an id the store would not name (check_segment): not ours
         return None
     if not key.startswith(own) or any(part in ("", ".", "..") for part in key[len(own) :].split("/")):
         return None

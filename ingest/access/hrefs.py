@@ -26,8 +26,7 @@ def schemes(discovery_urls: Sequence[str]) -> dict[str, dict[str, str]]:
 
 
 def gateway_url(base_url: str, collection: str, item_id: str, key: str) -> str:
-    segments = (quote(s, safe="") for s in (collection, item_id, key))
-    c, i, k = segments
+    c, i, k = (quote(s, safe="") for s in (collection, item_id, key))
     return f"{base_url.rstrip('/')}/collections/{c}/items/{i}/assets/{k}"
 
 
