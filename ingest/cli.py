@@ -658,6 +658,29 @@ def audit_cmd(c: Context, collection: str | None, repair: bool, deep: bool, as_j
         raise AuditFindings(f"audit found {broken} broken item(s) and {orphans} orphan object(s)")
 
 
+@cli.command("register")
+@click.argument("target", required=False)
+@click.option("--dry-run", is_flag=True, help="Say what would be sent and deleted; send nothing.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def register_cmd(c: Context, target: str | None, dry_run: bool, as_json: bool) -> None:
+    """Push our collections and their new and changed items to TARGET (or every one of
+    INGEST_REGISTER_TARGETS), and delete there what our catalogue no longer has. Exit 65 when the
+    target rejected some item, 69 when it stopped answering (the next run resumes)."""
+    from ingest.federation import push
+
+    reports = [push.push(c.settings, t, dry_run=dry_run) for t in push.targets(c.settings, target)]
+    if as_json:
+        _echo_json({"targets": [r.to_dict() for r in reports]})
+    else:
+        for r in reports:
+            for one in r.collections:
+                click.echo(one.line(r.target, dry_run=dry_run))
+                for item_id, cause in one.rejected:
+                    click.echo(f"  rejected {item_id}: {cause}")
+    push.raise_for(reports)
+
+
 @cli.command("reconcile")
 @click.argument("collection")
 @click.option("--start", required=True, help="First sensing time, inclusive: 2026-03-01 or 2026-03-01T06:00Z (UTC).")

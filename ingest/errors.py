@@ -59,6 +59,10 @@ class ProviderUnavailable(UnavailableError):
     pass
 
 
+class UpstreamUnavailable(UnavailableError):
+    """A federation catalogue we register with does not answer, or refuses our credentials."""
+
+
 class StackError(IngestError):
     """The local development stack could not be started, stopped or inspected."""
 

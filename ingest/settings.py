@@ -23,6 +23,13 @@ ENV_PREFIX = "INGEST_"
 DEFAULT_STACK_DIR = Path(".stack")
 
 
+def _http_url(v: str) -> str:
+    parts = urlsplit(v)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"must be an http:// or https:// URL, got {v!r}")
+    return v
+
+
 class OidcIssuer(BaseModel):
     """An OpenID provider whose access tokens the asset gateway accepts (``ingest.access.tokens``)."""
 
@@ -33,10 +40,36 @@ class OidcIssuer(BaseModel):
 
     @field_validator("discovery_url")
     @classmethod
-    def _http_url(cls, v: str) -> str:
-        if urlsplit(v).scheme not in ("https", "http") or not urlsplit(v).netloc:
-            raise ValueError("must be an http(s) URL")
-        return v
+    def _url(cls, v: str) -> str:
+        return _http_url(v)
+
+
+class RegisterTarget(BaseModel):
+    """A federation catalogue that ``ingest register`` pushes our collections and items to
+    (``ingest.federation``): a STAC API with the Transactions extension."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", description="names its cursor and its job")
+    url: str = Field(description="the upstream STAC API's root")
+    collections: list[str] = Field(default=[], description="the collections pushed; empty: every one")
+    token: SecretStr | None = Field(default=None, description="a static bearer token")
+    token_url: str | None = Field(default=None, description="OAuth2 token endpoint (client credentials)")
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    scope: str | None = None
+    interval_s: float = Field(default=3600.0, ge=10, description="how often the scheduler pushes")
+
+    @field_validator("url", "token_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        return None if v is None else _http_url(v).rstrip("/")
+
+    def model_post_init(self, _context: Any) -> None:
+        if self.token_url is not None and (self.client_id is None or self.client_secret is None):
+            raise ValueError(f"target {self.name}: token_url needs client_id and client_secret")
+        if self.token is not None and self.token_url is not None:
+            raise ValueError(f"target {self.name}: a static token or client credentials, not both")
 
 
 class Settings(BaseSettings):
@@ -202,6 +235,16 @@ class Settings(BaseSettings):
     oidc_refresh_s: float = Field(
         default=300.0, ge=1, description="Discovery and JWKS are fetched again after this (at once on an unknown kid)."
     )
+    # --- registration with federation catalogues (ingest.federation) ---
+    register_targets: list[RegisterTarget] = Field(
+        default=[],
+        description='JSON list of {"name", "url", "token" or "token_url"+"client_id"+"client_secret", '
+        '"collections", "interval_s"}: the upstream catalogues `ingest register` pushes to.',
+    )
+    api_public_url: str | None = Field(
+        default=None,
+        description="This STAC API's URL as the federation reaches it: the asset gateway's hrefs in pushed items.",
+    )
     updated_settle_s: float = Field(
         default=60.0,
         ge=1,
@@ -314,16 +357,24 @@ class Settings(BaseSettings):
             raise ValueError(exc.message) from None
         return v
 
+    @field_validator("api_public_url")
+    @classmethod
+    def _public_url(cls, v: str | None) -> str | None:
+        return _http_url(v).rstrip("/") if v else None
+
+    @field_validator("register_targets")
+    @classmethod
+    def _unique_targets(cls, v: list[RegisterTarget]) -> list[RegisterTarget]:
+        names = [t.name for t in v]
+        if len(set(names)) != len(names):
+            raise ValueError("target names must be unique")
+        return v
+
     @field_validator("s3_public_endpoint_url")
     @classmethod
     def _endpoint_url(cls, v: str | None) -> str | None:
         # written into every item: a client must be able to use it as it is
-        if not v:
-            return None
-        parts = urlsplit(v)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an http:// or https:// URL, got {v!r}")
-        return v.rstrip("/")
+        return _http_url(v).rstrip("/") if v else None
 
     def secrets(self, *, whole_dsns: bool = True) -> tuple[SecretStr | None, ...]:
         """Every configured secret (DSNs whole and their passwords alone, S3 keys, provider credentials):
@@ -339,6 +390,8 @@ class Settings(BaseSettings):
             self.s3_secret_access_key,
             self.provider_username,
             self.provider_password,
+            *(t.token for t in self.register_targets),
+            *(t.client_secret for t in self.register_targets),
         )
 
     def require_database_url(self) -> str:

@@ -416,3 +416,24 @@ def item_updates(dsn: str, collection_id: str, item_ids: Sequence[str]) -> dict[
             .fetchall()
         )
     return {r[0]: r[1] for r in rows}
+
+
+def items_updated_since(
+    dsn: str, collection_id: str, since: datetime | None, *, page_size: int = 500
+) -> Iterator[list[Item]]:
+    """A collection's items (hydrated, as the API serves them) whose ``updated`` is at or after
+    ``since`` (all when None), in pages of ``page_size``, by id; one server-side cursor."""
+    where, params = "i.collection = %s", [collection_id]  # type: list[Any]
+    if since is not None:
+        where += " AND (i.content -> 'properties' ->> 'updated')::timestamptz >= %s"
+        params.append(since)
+    with pgstac_db(dsn) as db:
+        conn = db.connect()
+        with conn.transaction(), conn.cursor(name="items_updated_since") as cur:
+            cur.execute(
+                "SELECT pgstac.content_hydrate(i, c) FROM pgstac.items i JOIN pgstac.collections c"
+                f" ON c.id = i.collection WHERE {where} ORDER BY i.id",
+                params,
+            )
+            while page := [r[0] for r in cur.fetchmany(page_size)]:
+                yield page

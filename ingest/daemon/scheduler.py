@@ -46,7 +46,7 @@ from ingest.state.db import connect
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "ingest-scheduler"
-JobKind = Literal["harvest", "retention", "audit", "upstream", "reconcile"]
+JobKind = Literal["harvest", "retention", "audit", "upstream", "register", "reconcile"]
 TriggerKind = Literal["cron", "interval"]
 # A cron run late by less than this (executor busy, VM paused) still runs once (coalesce=True);
 # later than that, the next fire is as good. Interval jobs use their own period instead.
@@ -63,7 +63,7 @@ _QUEUE_WRITES = threading.Lock()
 
 @dataclass(frozen=True)
 class PlannedJob:
-    id: str  # "harvest:<c>", "retention:<c>", "audit:<c>", "upstream:<c>", "reconcile"
+    id: str  # "harvest:<c>", "retention:<c>", "audit:<c>", "upstream:<c>", "register:<target>", "reconcile"
     kind: JobKind
     trigger: TriggerKind
     trigger_args: Mapping[str, Any]  # cron: {"expr": "0 * * * *"}; interval: {"seconds": 3600.0}
@@ -140,7 +140,7 @@ def _reconcile_job(specs: Mapping[str, CollectionSpec], settings: Settings) -> P
 
 def jobs_for(specs: Mapping[str, CollectionSpec], settings: Settings) -> list[PlannedJob]:
     """Every job the leader runs: harvests, retention runs, audits and upstream reconciliations of the
-    collections that enable them (by id), then the queue's reconciler."""
+    collections that enable them (by id), a push per registration target, then the queue's reconciler."""
     jobs = [_harvest_job(specs[cid], settings) for cid in sorted(specs) if specs[cid].harvest.enabled]
     for cid in sorted(specs):
         spec = specs[cid]
@@ -154,6 +154,12 @@ def jobs_for(specs: Mapping[str, CollectionSpec], settings: Settings) -> list[Pl
         spec = specs[cid]
         if spec.upstream.reconcile is not None:
             jobs.append(_collection_cron_job("upstream", spec, settings, spec.upstream.reconcile, run_upstream))
+    for target in settings.register_targets:
+        seconds = target.interval_s
+        jobs.append(PlannedJob(
+            id=f"register:{target.name}", kind="register", trigger="interval", trigger_args={"seconds": seconds},
+            func=run_register, args=(settings, target.name), misfire_grace_s=max(1, int(seconds)),
+        ))  # fmt: skip
     jobs.append(_reconcile_job(specs, settings))
     return jobs
 
@@ -233,6 +239,14 @@ def run_upstream(settings: Settings, collection_id: str) -> None:
     with connect(settings) as conn:
         repairer = Repairer(conn, settings, app.store, spec, queue_lock=_QUEUE_WRITES) if spec.upstream.repair else None
         reconcile(conn, app.provider(spec), spec, start=start, end=end, repairer=repairer, scheduled=True)
+
+
+def run_register(settings: Settings, target: str) -> None:
+    """A push to the target, as ``ingest register TARGET``: each collection's line logged (by the push)."""
+    from ingest.federation import push
+
+    (found,) = push.targets(settings, target)
+    push.raise_for([push.push(settings, found)])
 
 
 def run_reconcile(settings: Settings, specs: Mapping[str, CollectionSpec]) -> None:

@@ -165,3 +165,23 @@ audit_deletions = Table(
     Column("deleted_at", DateTime(timezone=True)),
 )
 Index("audit_deletions_audit_idx", audit_deletions.c.audit_id)
+
+# Registration with federation catalogues (ingest.federation): per target, what was pushed and from when.
+registration_cursors = Table(
+    "registration_cursors",
+    metadata,
+    Column("target", Text, primary_key=True),
+    Column("collection", Text, primary_key=True),
+    Column("since", DateTime(timezone=True), nullable=False, comment="database time a complete push began"),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+registered_items = Table(
+    "registered_items",
+    metadata,
+    Column("target", Text, primary_key=True),
+    Column("collection", Text, primary_key=True),
+    Column("item_id", Text, primary_key=True),
+    Column("digest", Text, nullable=False, comment="SHA-256 of the document the target accepted"),
+    Column("pushed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

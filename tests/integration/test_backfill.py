@@ -291,6 +291,9 @@ def test_interrupted_run_resumes_where_it_stopped(site: Site) -> None:
     )
     try:
         _wait_for(lambda: any(r[2] == "done" for r in chunk_rows(w)), timeout=60)
+        # the next searches take longer (the interrupt waits for the chunk in flight): a loaded machine
+        # that notices chunk 1 late still interrupts before the last chunk is done
+        w.server.set_faults(Faults(delay_s=4))
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     finally:

@@ -82,15 +82,23 @@ def one_clean_line(name: str, out: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("case", list(MALFORMED))
 @pytest.mark.parametrize("setting", SETTINGS)
-def test_a_malformed_dsn_stops_every_command_with_one_line(
-    setting: str, case: str, env: dict[str, str], tmp_path: Path
-) -> None:
-    bad, cause = MALFORMED[case]
+def test_a_malformed_dsn_stops_every_command_with_one_line(setting: str, env: dict[str, str], tmp_path: Path) -> None:
+    """Every malformed form through one command, and one malformed form through every command: the
+    validation is the settings' own, shared by all commands (a full matrix would be 80 processes)."""
     good = FORMS["url"](DEAD)  # the other setting is fine: the line is about this one
-    env |= {s: bad if s == setting else good for s in SETTINGS}
-    for name, out in run_all(commands(), env, tmp_path).items():
+
+    def env_with(bad: str) -> dict[str, str]:
+        return env | {s: bad if s == setting else good for s in SETTINGS}
+
+    one = "unknown keyword"
+    runs = [(f"{case}: status", ["status"], env_with(bad), cause) for case, (bad, cause) in MALFORMED.items()]
+    runs += [(f"{one}: {name}", args, env_with(MALFORMED[one][0]), MALFORMED[one][1]) for name, args in commands().items()]
+    with ThreadPoolExecutor(max_workers=len(runs)) as pool:
+        futures = [(name, cause, pool.submit(run_cli, *args, env=e, cwd=tmp_path, timeout=90)) for name, args, e, cause in runs]
+        outs = [(name, cause, f.result()) for name, cause, f in futures]
+    assert len(outs) == len(MALFORMED) + len(commands())
+    for name, cause, out in outs:
         line = one_clean_line(name, out)
         assert out.returncode == 78, f"{name}: {out.returncode} {line}"
         assert line.startswith(f"error: invalid settings: {setting}: not a PostgreSQL connection string ("), line

@@ -395,6 +395,9 @@ def test_chaos_every_product_catalogued_exactly_once_and_nothing_left(
     roles = [Managed(f"worker-{i}", ("worker",), env, logs) for i in range(2)]
     roles += [Managed(f"scheduler-{i}", ("scheduler",), env, logs) for i in range(2)]
     workers, schedulers = roles[:2], roles[2:]
+    # the test process's own children from before (e.g. the forkserver of an in-process convert of an
+    # earlier test in this process) are not the run's
+    before = {(p.pid, p.start) for p in proctree.descendants(os.getpid())}
     sup = Supervisor(roles)
     figures: list[str] = []
     codes: dict[str, int | None] = {}
@@ -493,8 +496,9 @@ def test_chaos_every_product_catalogued_exactly_once_and_nothing_left(
             proctree.reap(sup.seen.values())
             # anything of ours the snapshots missed (adopted here by the subreaper): a Python process
             strays = [
-                p for p in proctree.descendants(os.getpid()) if p.alive() and p.cmdline.startswith(sys.executable)
-            ]
+                p for p in proctree.descendants(os.getpid())
+                if p.alive() and p.cmdline.startswith(sys.executable) and (p.pid, p.start) not in before
+            ]  # fmt: skip
             proctree.kill(strays)
 
     # ------------------------------------------------------------------ what it did, and its figures

@@ -1,0 +1,184 @@
+"""One push of our catalogue to a target: per collection, the collection document, then the items
+whose ``updated`` is past the cursor (less the settle window) and that differ from what the target
+holds, then DELETEs for what our catalogue no longer has; the cursor moves only when all of it went
+through. A target that goes away mid-push stops the run: the next one reads from the same cursor and
+skips what the target already holds (the digests), so it resumes where this one stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, field
+
+import psycopg
+
+from ingest.access.policy import AccessPolicy
+from ingest.adapters import pgstac
+from ingest.catalog.loading import server_now
+from ingest.errors import ConfigError, IngestError, UpstreamUnavailable
+from ingest.federation import plan, records
+from ingest.federation.client import ItemRejected, Upstream
+from ingest.settings import RegisterTarget, Settings
+from ingest.state.db import connect
+
+log = logging.getLogger(__name__)
+
+PAGE = 200  # items read from pgstac and compared at a time
+NOT_OURS = "not in our catalogue"
+
+
+class RegistrationRejected(IngestError):
+    """The target refused some of our documents (each reported); the others went through."""
+
+    exit_code = 65  # EX_DATAERR
+
+
+class RegisterRunning(IngestError):
+    """Another process pushes to this target right now."""
+
+    exit_code = 75  # EX_TEMPFAIL
+
+
+@dataclass
+class CollectionReport:
+    collection: str
+    sent: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (item id, the target's reason)
+    error: str | None = None  # the run stopped here (the target away): the cursor stayed
+
+    @property
+    def complete(self) -> bool:
+        return self.error is None and not self.rejected
+
+    def line(self, target: str, *, dry_run: bool) -> str:
+        verb = "would send" if dry_run else "sent"
+        text = f"{target}/{self.collection}: {self.sent} {verb}, {self.unchanged} unchanged, "
+        text += f"{self.deleted} {'to delete' if dry_run else 'deleted'}, {len(self.rejected)} rejected"
+        return text + (f"; stopped: {self.error}" if self.error else "")
+
+
+@dataclass
+class TargetReport:
+    target: str
+    dry_run: bool
+    collections: list[CollectionReport] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.complete for c in self.collections)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"target": self.target, "dry_run": self.dry_run, "collections": [asdict(c) for c in self.collections]}
+
+
+def raise_for(reports: Sequence[TargetReport]) -> None:
+    """The outcome of a run as the CLI's exit: a target away first (retry later), then rejections."""
+    for r in reports:
+        for c in r.collections:
+            if c.error is not None and c.error != NOT_OURS:
+                raise UpstreamUnavailable(c.error)
+    rejected = sum(len(c.rejected) for r in reports for c in r.collections)
+    if rejected:
+        raise RegistrationRejected(f"{rejected} document(s) rejected by the target; the others were pushed")
+
+
+def _form(settings: Settings) -> plan.PublicForm:
+    gateway = settings.api_public_url if settings.asset_gateway else None
+    return plan.PublicForm(gateway, settings.s3_bucket, tuple(i.discovery_url for i in settings.oidc_issuers))
+
+
+@contextmanager
+def _exclusive(conn: psycopg.Connection, target: str) -> Iterator[None]:
+    key = f"ingest-register:{target}"
+    row = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", [key]).fetchone()
+    if not (row and row[0]):
+        raise RegisterRunning(f"target {target}: a push is already in progress in another process")
+    try:
+        yield
+    finally:
+        with suppress(psycopg.Error):  # a broken connection has dropped the lock with itself
+            conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [key])
+
+
+def push_collection(
+    conn: psycopg.Connection, settings: Settings, target: str, upstream: Upstream | None, collection: str
+) -> CollectionReport:
+    """``upstream`` None: a dry run (compared with what ``target`` holds; nothing sent or recorded)."""
+    report = CollectionReport(collection)
+    dsn = settings.require_database_url()
+    doc = pgstac.get_collection(dsn, collection)
+    if doc is None:
+        report.error = NOT_OURS
+        return report
+    form = _form(settings)
+    protected = AccessPolicy.from_published(doc.get("ingest:access")).policy != "public"
+    started = server_now(conn)
+    since = plan.read_from(records.cursor(conn, target, collection), settings.updated_settle_s)
+    try:
+        if upstream is not None:
+            upstream.put_collection(plan.public_collection(doc, form))
+        for page in pgstac.items_updated_since(dsn, collection, since, page_size=PAGE):
+            docs = [plan.public_item(item, form, protected=protected) for item in page]
+            changed = plan.to_send(docs, records.held(conn, target, collection, [d["id"] for d in docs]))
+            report.unchanged += len(docs) - len(changed)
+            for item, digest in changed:
+                if upstream is None:
+                    report.sent += 1
+                    continue
+                try:
+                    upstream.put_item(collection, item)
+                except ItemRejected as exc:
+                    report.rejected.append((item["id"], str(exc)))
+                    log.error("target %s: item %s/%s rejected: %s", target, collection, item["id"], exc)
+                    continue
+                records.record(conn, target, collection, item["id"], digest)
+                report.sent += 1
+        for item_id in records.gone(conn, target, collection):
+            if upstream is not None:
+                try:
+                    upstream.delete_item(collection, item_id)
+                except ItemRejected as exc:
+                    report.rejected.append((item_id, f"deletion: {exc}"))
+                    continue
+                records.forget(conn, target, collection, item_id)
+            report.deleted += 1
+    except UpstreamUnavailable as exc:
+        report.error = exc.message
+        log.error("target %s: %s: push stopped, the next run resumes: %s", target, collection, exc.message)
+        return report
+    if upstream is not None and report.complete:
+        records.save_cursor(conn, target, collection, started)
+    return report
+
+
+def push(settings: Settings, target: RegisterTarget, *, dry_run: bool = False) -> TargetReport:
+    report = TargetReport(target.name, dry_run)
+    with connect(settings) as conn:
+        wanted = target.collections or pgstac.collection_ids(settings.require_database_url())
+        if dry_run:
+            report.collections = [push_collection(conn, settings, target.name, None, c) for c in wanted]
+            return report
+        with _exclusive(conn, target.name), Upstream(target) as upstream:
+            for collection in wanted:
+                one = push_collection(conn, settings, target.name, upstream, collection)
+                report.collections.append(one)
+                log.info("register %s", one.line(target.name, dry_run=False))
+                if one.error is not None and one.error != NOT_OURS:
+                    break  # the target is away: the other collections wait for the next run too
+    return report
+
+
+def targets(settings: Settings, name: str | None) -> Sequence[RegisterTarget]:
+    if not settings.register_targets:
+        raise ConfigError("no registration target: set INGEST_REGISTER_TARGETS")
+    if name is None:
+        return settings.register_targets
+    found = [t for t in settings.register_targets if t.name == name]
+    if not found:
+        known = ", ".join(t.name for t in settings.register_targets)
+        raise ConfigError(f"no registration target {name!r} (INGEST_REGISTER_TARGETS has: {known})")
+    return found
