@@ -423,7 +423,8 @@ def items_updated_since(
 ) -> Iterator[list[Item]]:
     """A collection's items (hydrated, as the API serves them) whose ``updated`` is at or after
     ``since`` (all when None), in pages of ``page_size``, by id; one server-side cursor."""
-    where, params = "i.collection = %s", [collection_id]  # type: list[Any]
+    where = "i.collection = %s"
+    params: list[Any] = [collection_id]
     if since is not None:
         where += " AND (i.content -> 'properties' ->> 'updated')::timestamptz >= %s"
         params.append(since)
@@ -431,8 +432,7 @@ def items_updated_since(
         conn = db.connect()
         with conn.transaction(), conn.cursor(name="items_updated_since") as cur:
             cur.execute(
-                "SELECT pgstac.content_hydrate(i, c) FROM pgstac.items i JOIN pgstac.collections c"
-                f" ON c.id = i.collection WHERE {where} ORDER BY i.id",
+                f"SELECT pgstac.content_hydrate(i) FROM pgstac.items i WHERE {where} ORDER BY i.id",
                 params,
             )
             while page := [r[0] for r in cur.fetchmany(page_size)]:

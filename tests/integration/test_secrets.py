@@ -93,10 +93,11 @@ def test_a_malformed_dsn_stops_every_command_with_one_line(setting: str, env: di
 
     one = "unknown keyword"
     runs = [(f"{case}: status", ["status"], env_with(bad), cause) for case, (bad, cause) in MALFORMED.items()]
-    runs += [(f"{one}: {name}", args, env_with(MALFORMED[one][0]), MALFORMED[one][1]) for name, args in commands().items()]
+    bad, cause = MALFORMED[one]
+    runs += [(f"{one}: {name}", args, env_with(bad), cause) for name, args in commands().items()]
     with ThreadPoolExecutor(max_workers=len(runs)) as pool:
-        futures = [(name, cause, pool.submit(run_cli, *args, env=e, cwd=tmp_path, timeout=90)) for name, args, e, cause in runs]
-        outs = [(name, cause, f.result()) for name, cause, f in futures]
+        futures = [(n, c, pool.submit(run_cli, *args, env=e, cwd=tmp_path, timeout=90)) for n, args, e, c in runs]
+        outs = [(n, c, f.result()) for n, c, f in futures]
     assert len(outs) == len(MALFORMED) + len(commands())
     for name, cause, out in outs:
         line = one_clean_line(name, out)

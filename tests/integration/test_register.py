@@ -1,0 +1,254 @@
+"""Registration with a federation catalogue end to end: ``ingest register`` as an OS process pushes
+real pipeline items to a real stac-fastapi-pgstac with the Transactions extension (its own database
+in the test cluster), whose writes want a client-credentials token of the real OpenID provider.
+
+Four S2 L2A products, sensed 30 and 10 days ago (two each). After every cycle (ingest, a changed item,
+retention removing the older two) the target's catalogue equals ours, item by item.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import requests
+import yaml
+
+from ingest.adapters import pgstac
+from ingest.devtools.publish import plan_products, publish_generated
+from ingest.federation import plan
+from ingest.harvest import harvest
+from ingest.state.machine import State
+from tests.conftest import ROOT, Stack, _throwaway_database, free_port, run_cli
+from tests.integration.conftest import World, WorldFactory
+from tests.integration.oidc import OpenIdProvider, openid_provider
+
+CLIENT = "eo-ingest-site"
+
+
+@dataclass
+class Target:
+    url: str
+    dsn: str
+    port: int
+    log: Path
+    oidc: OpenIdProvider
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, die_after: int | None = None) -> None:
+        """stac-fastapi-pgstac under uvicorn on ``port`` (the same one again after a crash)."""
+        info = psycopg.conninfo.conninfo_to_dict(self.dsn)
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("INGEST_", "PG"))},
+            "PGUSER": str(info["user"]), "PGPASSWORD": str(info["password"]), "PGHOST": str(info["host"]),
+            "PGPORT": str(info["port"]), "PGDATABASE": str(info["dbname"]),
+            "ENABLE_TRANSACTIONS_EXTENSIONS": "true", "DB_MIN_CONN_SIZE": "1", "DB_MAX_CONN_SIZE": "2",
+            "UPSTREAM_ISSUER": self.oidc.discovery_url, "UPSTREAM_AUDIENCE": self.oidc.audience,
+            **({"UPSTREAM_DIE_AFTER": str(die_after)} if die_after is not None else {}),
+        }  # fmt: skip
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "--factory", "tests.integration.upstream_app:create_app",
+                 "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
+                env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(self.url + "/", timeout=2).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the target did not start:\n{self.log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def items(self, collection: str) -> dict[str, dict[str, Any]]:
+        got: dict[str, dict[str, Any]] = {}
+        url: str | None = f"{self.url}/collections/{collection}/items?limit=100"
+        while url:
+            page = requests.get(url, timeout=10)
+            page.raise_for_status()
+            body = page.json()
+            got |= {f["id"]: f for f in body["features"]}
+            url = next((lk["href"] for lk in body.get("links", []) if lk.get("rel") == "next"), None)
+        return got
+
+
+@pytest.fixture
+def target(stack: Stack, migrated_template: str, tmp_path: Path) -> Iterator[Target]:
+    with openid_provider(tmp_path, {CLIENT: None}, audience="federation") as oidc, \
+            _throwaway_database(stack, migrated_template) as dsn:  # fmt: skip
+        port = free_port()
+        t = Target(f"http://127.0.0.1:{port}", dsn, port, tmp_path / "target.log", oidc)
+        t.start()
+        try:
+            yield t
+        finally:
+            t.stop()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture
+def world(make_world: WorldFactory) -> World:
+    w = make_world("S2_MSI_L2A", count=0)
+    now = _now()
+    for days in (30, 10):
+        for p in plan_products(2, kinds=("S2_MSI_L2A",), start=now - timedelta(days=days), seed=days):
+            publish_generated(w.root, p, size=60)
+    harvest(w.conn, w.provider, w.spec)
+    ids = [r[0] for r in w.conn.execute("SELECT id FROM ingest.products WHERE collection = %s", [w.spec.id])]
+    for product_id in ids:
+        assert w.process(product_id).state is State.CATALOGUED
+    w.conn.commit()
+    w.conn.autocommit = True
+    return w
+
+
+def targets_json(target: Target, **extra: Any) -> str:
+    return json.dumps([{
+        "name": "national", "url": target.url, "token_url": f"{target.oidc.issuer}/token", "client_id": CLIENT,
+        "client_secret": target.oidc.secrets_of[CLIENT], "scope": "stac", **extra,
+    }])  # fmt: skip
+
+
+def register(world: World, stack: Stack, target: Target, *args: str, spec: str | None = None) -> Any:
+    env = world.cli_env(stack, spec, INGEST_REGISTER_TARGETS=targets_json(target), INGEST_UPDATED_SETTLE_S="1")
+    out = run_cli("--json-logs", "register", *args, env=env, timeout=180)
+    secret = target.oidc.secrets_of[CLIENT]
+    assert secret not in out.stdout + out.stderr, "the client secret was printed"
+    assert "eyJ" not in out.stdout + out.stderr, "a token was printed"
+    return out
+
+
+def public(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if k != "links"} | {
+        "links": [lk for lk in doc.get("links", []) if lk.get("rel") not in plan.STRUCTURAL]
+    }
+
+
+def assert_equal_catalogues(world: World, target: Target) -> None:
+    ours = {i: pgstac.get_item(world.dsn, world.spec.id, i) or {} for i in pgstac.item_ids(world.dsn, world.spec.id)}
+    theirs = target.items(world.spec.id)
+    assert sorted(theirs) == sorted(ours)
+    for item_id, doc in ours.items():
+        assert public(theirs[item_id]) == public(doc), item_id
+
+
+def report_of(out: Any) -> dict[str, Any]:
+    (collection,) = json.loads(out.stdout)["targets"][0]["collections"]
+    return collection  # type: ignore[no-any-return]
+
+
+def test_push_is_incremental_idempotent_and_follows_changes_and_retention(
+    world: World, stack: Stack, target: Target
+) -> None:
+    dry = register(world, stack, target, "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    assert (report_of(dry)["sent"], report_of(dry)["deleted"]) == (4, 0)
+    assert requests.get(f"{target.url}/collections/{world.spec.id}", timeout=10).status_code == 404  # nothing sent
+
+    first = register(world, stack, target, "--json")
+    assert first.returncode == 0, first.stderr
+    assert (report_of(first)["sent"], report_of(first)["unchanged"], report_of(first)["rejected"]) == (4, 0, [])
+    assert requests.get(f"{target.url}/collections/{world.spec.id}", timeout=10).json()["id"] == world.spec.id
+    assert_equal_catalogues(world, target)
+
+    again = register(world, stack, target)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines() == [f"national/{world.spec.id}: 0 sent, 0 unchanged, 0 deleted, 0 rejected"]
+
+    # a changed item (a reprocessed product's metadata, a corrected property): sent, alone
+    changed_id = sorted(pgstac.item_ids(world.dsn, world.spec.id))[0]
+    doc = pgstac.get_item(world.dsn, world.spec.id, changed_id) or {}
+    doc["properties"] |= {"eo:cloud_cover": 1.5, "updated": _now().isoformat().replace("+00:00", "Z")}
+    pgstac.load_items(world.dsn, [doc])
+    third = register(world, stack, target, "--json")
+    assert third.returncode == 0, third.stderr
+    assert report_of(third)["sent"] == 1
+    assert target.items(world.spec.id)[changed_id]["properties"]["eo:cloud_cover"] == 1.5
+    assert_equal_catalogues(world, target)
+
+    # retention removes the two older products: their items are deleted upstream
+    policy = yaml.safe_load((ROOT / "collections" / "sentinel-2-l2a.yaml").read_text())
+    policy["retention"] = {"enabled": True, "max_age": "15d"}
+    spec = yaml.safe_dump(policy, sort_keys=False)
+    retained = run_cli("retain", world.spec.id, "--yes", env=world.cli_env(stack, spec), timeout=180)
+    assert retained.returncode == 0, retained.stderr
+    assert len(pgstac.item_ids(world.dsn, world.spec.id)) == 2
+    fourth = register(world, stack, target, "--json", spec=spec)
+    assert fourth.returncode == 0, fourth.stderr
+    assert (report_of(fourth)["sent"], report_of(fourth)["deleted"]) == (0, 2)
+    assert_equal_catalogues(world, target)
+
+
+def test_a_target_down_mid_push_stops_the_run_and_the_next_resumes(
+    world: World, stack: Stack, target: Target
+) -> None:
+    target.stop()
+    target.start(die_after=2)  # it crashes on the third item it is sent
+    down = register(world, stack, target)
+    assert down.returncode == 69, down.stdout + down.stderr
+    assert "push stopped, the next run resumes" in down.stderr
+    assert down.stderr.strip().splitlines()[-1].startswith("error: target national (")
+    target.stop()
+    target.start()
+    assert len(target.items(world.spec.id)) in (2, 3)  # the third may have committed before the crash
+    resumed = register(world, stack, target, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert report_of(resumed)["sent"] == 2 and report_of(resumed)["unchanged"] == 2  # only what was not sent
+    assert_equal_catalogues(world, target)
+
+
+def test_an_item_the_target_rejects_is_reported_and_the_others_go_on(
+    world: World, stack: Stack, target: Target
+) -> None:
+    bad_id = sorted(pgstac.item_ids(world.dsn, world.spec.id))[1]
+    doc = pgstac.get_item(world.dsn, world.spec.id, bad_id) or {}
+    doc["bbox"] = doc["bbox"][:3]  # pgstac keeps it; a STAC API's validation does not
+    pgstac.load_items(world.dsn, [doc])
+    out = register(world, stack, target)
+    assert out.returncode == 65, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == f"national/{world.spec.id}: 3 sent, 0 unchanged, 0 deleted, 1 rejected", lines
+    assert lines[1].startswith(f"  rejected {bad_id}: HTTP 4"), lines
+    assert sorted(target.items(world.spec.id)) == sorted(set(pgstac.item_ids(world.dsn, world.spec.id)) - {bad_id})
+    with psycopg.connect(world.dsn) as conn:  # the cursor stays: the next run tries it again
+        assert conn.execute("SELECT count(*) FROM ingest.registration_cursors").fetchone() == (0,)
+    again = register(world, stack, target)
+    assert again.returncode == 65
+    assert again.stdout.splitlines()[0] == f"national/{world.spec.id}: 0 sent, 3 unchanged, 0 deleted, 1 rejected"
+
+
+def test_wrong_credentials_stop_the_run_with_one_line(world: World, stack: Stack, target: Target) -> None:
+    env = world.cli_env(stack, INGEST_REGISTER_TARGETS=json.dumps([{
+        "name": "national", "url": target.url, "token": "not-a-token"}]))  # fmt: skip
+    out = run_cli("register", env=env, timeout=120)
+    assert out.returncode == 69, out.stdout + out.stderr
+    assert out.stderr.strip().splitlines()[-1] == (
+        "error: target national: collection " + world.spec.id + ": our credentials were refused (HTTP 401)"
+    )
+    assert "not-a-token" not in out.stdout + out.stderr
