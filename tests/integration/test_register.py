@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -205,9 +204,7 @@ def test_push_is_incremental_idempotent_and_follows_changes_and_retention(
     assert_equal_catalogues(world, target)
 
 
-def test_a_target_down_mid_push_stops_the_run_and_the_next_resumes(
-    world: World, stack: Stack, target: Target
-) -> None:
+def test_a_target_down_mid_push_stops_the_run_and_the_next_resumes(world: World, stack: Stack, target: Target) -> None:
     target.stop()
     target.start(die_after=2)  # it crashes on the third item it is sent
     down = register(world, stack, target)
