@@ -18,7 +18,7 @@ from ingest.federation import plan
 from ingest.federation.client import ATTEMPTS, ItemRejected, Upstream
 from ingest.settings import RegisterTarget, Settings
 
-ITEM = {
+ITEM: dict[str, Any] = {
     "type": "Feature", "stac_version": "1.1.0", "id": "S2A_X", "collection": "sentinel-2-l2a",
     "geometry": None, "properties": {"datetime": "2026-03-01T00:00:00Z", "updated": "2026-03-02T00:00:00Z"},
     "assets": {"B04": {"href": "s3://eo-catalogue/sentinel-2-l2a/S2A_X/B04.tif"},
@@ -89,11 +89,11 @@ def test_target_secrets_are_secrets_and_names_unique() -> None:
             "client_secret": "s3",
         }
     ]
-    s = Settings(_env_file=None, register_targets=t)  # type: ignore[call-arg]
+    s = Settings(_env_file=None, register_targets=t)  # type: ignore[call-arg,arg-type]
     assert s.register_targets[0].url == "https://x.example"
     assert SecretStr("s3") in s.secrets() and "s3" not in repr(s.register_targets[0])
     with pytest.raises(ValidationError, match="unique"):
-        Settings(_env_file=None, register_targets=t * 2)  # type: ignore[call-arg]
+        Settings(_env_file=None, register_targets=t * 2)  # type: ignore[call-arg,arg-type]
 
 
 # ----------------------------------------------------------------------------- the client's decisions
