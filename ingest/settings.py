@@ -59,6 +59,7 @@ class RegisterTarget(BaseModel):
     client_secret: SecretStr | None = None
     scope: str | None = None
     interval_s: float = Field(default=3600.0, ge=10, description="how often the scheduler pushes")
+    batch: int = Field(default=100, ge=1, le=1000, description="new items per request (an ItemCollection)")
 
     @field_validator("url", "token_url")
     @classmethod

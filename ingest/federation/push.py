@@ -8,9 +8,10 @@ skips what the target already holds (the digests), so it resumes where this one 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import psycopg
 
@@ -86,7 +87,7 @@ def raise_for(reports: Sequence[TargetReport]) -> None:
         raise RegistrationRejected(f"{rejected} document(s) rejected by the target; the others were pushed")
 
 
-def _form(settings: Settings) -> plan.PublicForm:
+def public_form(settings: Settings) -> plan.PublicForm:
     gateway = settings.api_public_url if settings.asset_gateway else None
     return plan.PublicForm(gateway, settings.s3_bucket, tuple(i.discovery_url for i in settings.oidc_issuers))
 
@@ -114,7 +115,7 @@ def push_collection(
     if doc is None:
         report.error = NOT_OURS
         return report
-    form = _form(settings)
+    form = public_form(settings)
     protected = AccessPolicy.from_published(doc.get("ingest:access")).policy != "public"
     started = server_now(conn)
     since = plan.read_from(records.cursor(conn, target, collection), settings.updated_settle_s)
@@ -123,20 +124,13 @@ def push_collection(
             upstream.put_collection(plan.public_collection(doc, form))
         for page in pgstac.items_updated_since(dsn, collection, since, page_size=PAGE):
             docs = [plan.public_item(item, form, protected=protected) for item in page]
-            changed = plan.to_send(docs, records.held(conn, target, collection, [d["id"] for d in docs]))
+            held = records.held(conn, target, collection, [d["id"] for d in docs])
+            changed = plan.to_send(docs, held)
             report.unchanged += len(docs) - len(changed)
-            for item, digest in changed:
-                if upstream is None:
-                    report.sent += 1
-                    continue
-                try:
-                    upstream.put_item(collection, item)
-                except ItemRejected as exc:
-                    report.rejected.append((item["id"], str(exc)))
-                    log.error("target %s: item %s/%s rejected: %s", target, collection, item["id"], exc)
-                    continue
-                records.record(conn, target, collection, item["id"], digest)
-                report.sent += 1
+            if upstream is None:
+                report.sent += len(changed)
+            else:
+                _send(conn, upstream, collection, changed, held, report)
         for item_id in records.gone(conn, target, collection):
             if upstream is not None:
                 try:
@@ -153,6 +147,38 @@ def push_collection(
     if upstream is not None and report.complete:
         records.save_cursor(conn, target, collection, started)
     return report
+
+
+def _send(
+    conn: psycopg.Connection,
+    upstream: Upstream,
+    collection: str,
+    changed: Sequence[tuple[dict[str, Any], str]],
+    held: Mapping[str, str],
+    report: CollectionReport,
+) -> None:
+    """New items in ItemCollections of the target's ``batch`` (one request, one insert upstream); a
+    batch the target refuses (one item it holds already, one it finds invalid) and changed items one by
+    one, so that a refusal names its item and the others still go."""
+    target = upstream.target
+    new = [c for c in changed if c[0]["id"] not in held]
+    singles = [c for c in changed if c[0]["id"] in held]
+    for start in range(0, len(new), target.batch):
+        chunk = new[start : start + target.batch]
+        if len(chunk) > 1 and upstream.post_items(collection, [d for d, _ in chunk]):
+            records.record_many(conn, target.name, collection, [(d["id"], digest) for d, digest in chunk])
+            report.sent += len(chunk)
+        else:
+            singles.extend(chunk)
+    for item, digest in singles:
+        try:
+            upstream.put_item(collection, item)
+        except ItemRejected as exc:
+            report.rejected.append((item["id"], str(exc)))
+            log.error("target %s: item %s/%s rejected: %s", target.name, collection, item["id"], exc)
+            continue
+        records.record_many(conn, target.name, collection, [(item["id"], digest)])
+        report.sent += 1
 
 
 def push(settings: Settings, target: RegisterTarget, *, dry_run: bool = False) -> TargetReport:

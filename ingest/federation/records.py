@@ -34,12 +34,14 @@ def held(conn: psycopg.Connection[Any], target: str, collection: str, item_ids: 
     return {r[0]: r[1] for r in rows}
 
 
-def record(conn: psycopg.Connection[Any], target: str, collection: str, item_id: str, digest: str) -> None:
-    conn.execute(
-        "INSERT INTO ingest.registered_items (target, collection, item_id, digest) VALUES (%s, %s, %s, %s)"
-        " ON CONFLICT (target, collection, item_id) DO UPDATE SET digest = excluded.digest, pushed_at = now()",
-        [target, collection, item_id, digest],
-    )
+def record_many(conn: psycopg.Connection[Any], target: str, collection: str, pushed: Sequence[tuple[str, str]]) -> None:
+    """The target accepted these (item id, digest): one transaction."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO ingest.registered_items (target, collection, item_id, digest) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (target, collection, item_id) DO UPDATE SET digest = excluded.digest, pushed_at = now()",
+            [(target, collection, item_id, digest) for item_id, digest in pushed],
+        )
 
 
 def forget(conn: psycopg.Connection[Any], target: str, collection: str, item_id: str) -> None:
