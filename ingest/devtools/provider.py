@@ -140,6 +140,9 @@ class Faults:
     """Sleep before answering any non-control request."""
     throttle_bps: int = 0
     """Download rate cap in bytes/second (0: no cap)."""
+    hold_downloads: bool = False
+    """Downloads wait before their last piece while this is true (at most 2 minutes): a test decides
+    when a download ends, whatever the machine's load."""
     products: dict[str, str] = field(default_factory=dict)
     """Per-product faults, id -> "truncate" | "corrupt" | "vanish" | "500"."""
 
@@ -153,6 +156,7 @@ class Faults:
         self.fail_first_n = int(self.fail_first_n)
         self.delay_s = float(self.delay_s)
         self.throttle_bps = int(self.throttle_bps)
+        self.hold_downloads = bool(self.hold_downloads)
         if not isinstance(self.products, dict):
             raise TypeError("products must be an object id -> fault kind")
         for product_id, kind in self.products.items():
@@ -780,6 +784,10 @@ class ProviderServer:
         with self._fault_lock:
             return self._faults.throttle_bps
 
+    def _holding(self) -> bool:
+        with self._fault_lock:
+            return self._faults.hold_downloads
+
     # -- search ----------------------------------------------------------------------------
 
     def search(self, search: _Search, base_url: str) -> tuple[list[dict[str, Any]], int, tuple[datetime, str] | None]:
@@ -1266,6 +1274,10 @@ class _Handler(BaseHTTPRequestHandler):
                 n = f.readinto(buffer[: min(chunk_size, to_send - sent)])
                 if not n:
                     break
+                if sent + n >= to_send:
+                    held_until = time.monotonic() + 120
+                    while self.provider._holding() and time.monotonic() < held_until:
+                        time.sleep(0.02)
                 offset = start + sent
                 if offset <= corrupt_at < offset + n:
                     buffer[corrupt_at - offset] ^= 0xFF

@@ -288,6 +288,8 @@ def test_interrupted_run_resumes_where_it_stopped(site: Site) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # as from a terminal: a test runner's worker may ignore SIGINT, and the child would inherit that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         _wait_for(lambda: any(r[2] == "done" for r in chunk_rows(w)), timeout=60)

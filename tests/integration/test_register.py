@@ -3,7 +3,8 @@ real pipeline items to a real stac-fastapi-pgstac with the Transactions extensio
 in the test cluster), whose writes want a client-credentials token of the real OpenID provider.
 
 Four S2 L2A products, sensed 30 and 10 days ago (two each). After every cycle (ingest, a changed item,
-retention removing the older two) the target's catalogue equals ours, item by item.
+retention removing the older two, a reprocessed product under either policy) the target's catalogue
+equals ours, item by item.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ from ingest.adapters import pgstac
 from ingest.devtools.publish import plan_products, publish_generated
 from ingest.federation import plan
 from ingest.harvest import harvest
+from ingest.settings import RegisterTarget
 from ingest.state.machine import State
 from tests.conftest import ROOT, Stack, _throwaway_database, free_port, run_cli
 from tests.integration.conftest import World, WorldFactory
 from tests.integration.oidc import OpenIdProvider, openid_provider
+from tests.integration.test_reprocessing import setup
 
 CLIENT = "eo-ingest-site"
 
@@ -252,3 +255,44 @@ def test_wrong_credentials_stop_the_run_with_one_line(world: World, stack: Stack
         "error: target national: collection " + world.spec.id + ": our credentials were refused (HTTP 401)"
     )
     assert "not-a-token" not in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("policy", ["keep", "replace"])
+def test_a_reprocessed_product_reaches_the_target_as_our_catalogue_has_it(
+    make_world: WorldFactory, stack: Stack, target: Target, policy: str
+) -> None:
+    """``keep``: the newer processing's item is sent and the older one again (now deprecated, linked);
+    ``replace``: the one item, now the newer processing's, is sent again."""
+    w, older, newer = setup(make_world, policy)
+    assert w.process(older).state is State.CATALOGUED
+    w.conn.commit()
+    first = register(w, stack, target, "--json")
+    assert first.returncode == 0, first.stderr
+    assert report_of(first)["sent"] == 1
+    assert w.process(newer).state is State.CATALOGUED
+    w.conn.commit()
+    second = register(w, stack, target, "--json")
+    assert second.returncode == 0, second.stderr
+    assert (report_of(second)["sent"], report_of(second)["deleted"]) == ((2, 0) if policy == "keep" else (1, 0))
+    assert_equal_catalogues(w, target)
+    theirs = target.items(w.spec.id)
+    upstream_ids = {i["properties"]["ingest:upstream_id"]: i for i in theirs.values()}
+    assert newer in upstream_ids
+    if policy == "keep":
+        assert upstream_ids[older]["properties"]["deprecated"] is True
+    else:
+        assert older not in upstream_ids and len(theirs) == 1
+
+
+def test_the_scheduled_job_pushes_as_the_command_does(world: World, target: Target) -> None:
+    from ingest.daemon.scheduler import run_register
+
+    settings = world.settings.model_copy(
+        update={"register_targets": [RegisterTarget.model_validate(t) for t in json.loads(targets_json(target))]}
+    )
+    run_register(settings, "national")
+    assert_equal_catalogues(world, target)
+    with psycopg.connect(world.dsn) as conn:
+        assert conn.execute("SELECT target, collection FROM ingest.registration_cursors").fetchall() == [
+            ("national", world.spec.id)
+        ]

@@ -154,3 +154,17 @@ def test_lock_key_is_a_stable_signed_int64() -> None:
     assert -(2**63) <= key < 2**63
     # pinned: schedulers of two releases running side by side during an upgrade must agree on it
     assert key == 8509742227160822623
+
+
+def test_a_push_per_registration_target_every_interval(specs: dict[str, CollectionSpec]) -> None:
+    from ingest.daemon.scheduler import run_register
+
+    targets = [{"name": "national", "url": "https://cat.example", "token": "t", "interval_s": 600},
+               {"name": "eosc", "url": "https://eosc.example", "token": "u"}]  # fmt: skip
+    settings = Settings(_env_file=None, register_targets=targets)  # type: ignore[call-arg,arg-type]
+    jobs = {j.id: j for j in jobs_for(specs, settings) if j.kind == "register"}
+    assert list(jobs) == ["register:national", "register:eosc"]
+    assert dict(jobs["register:national"].trigger_args) == {"seconds": 600.0}
+    assert dict(jobs["register:eosc"].trigger_args) == {"seconds": 3600.0}
+    assert jobs["register:eosc"].func is run_register and jobs["register:eosc"].args == (settings, "eosc")
+    assert [j.id for j in jobs_for(specs, Settings(_env_file=None)) if j.kind == "register"] == []  # type: ignore[call-arg]

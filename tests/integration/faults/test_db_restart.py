@@ -352,9 +352,10 @@ def test_a_worker_process_records_the_failure_of_a_product_stranded_by_a_longer_
     world = make_world("S2_MSI_L2A", count=1, size=60)
     (pid,) = harvest(world.conn, world.provider, world.spec).new_ids
     world.conn.commit()
-    # The download takes about 2.5 s: long enough that the stop (slow on a loaded machine) is over before
-    # it ends, short enough that it ends well before the server is back (held 5 s, bound 1 s).
-    requests.patch(world.server.url + "/_faults", json={"throttle_bps": 60_000}, timeout=5).raise_for_status()
+    # The download waits before its last piece until the server is down: it ends in the outage (held
+    # 5 s, bound 1 s) however long the stop takes on a loaded machine.
+    faults = world.server.url + "/_faults"
+    requests.patch(faults, json={"hold_downloads": True}, timeout=5).raise_for_status()
     with ProductQueue(world.settings) as queue:
         queue.enqueue([pid])
     pool = Workers(world, stack, tmp_path)
@@ -363,6 +364,7 @@ def test_a_worker_process_records_the_failure_of_a_product_stranded_by_a_longer_
     try:
         wait_for(lambda: product(world.dsn, pid)["state"] == "claimed", 60, "the product downloading", 0.05)
         outage.begin()
+        requests.patch(faults, json={"hold_downloads": False}, timeout=5).raise_for_status()
         back = outage.end()
         wait_for(lambda: product(world.dsn, pid)["state"] == "catalogued", 60, "the retry catalogued")
         assert proc.poll() is None, "the worker ended"
