@@ -1,14 +1,18 @@
-"""Shared by the benchmark scripts: a throw-away local stack on free ports."""
+"""Shared by the benchmark scripts: a throw-away local stack on free ports, and HTTP servers as OS processes."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+
+import requests
 
 from ingest import stack as st
 
@@ -32,3 +36,33 @@ def throwaway_stack(*, durable: bool = False) -> Iterator[dict[str, str]]:
     finally:
         st.down(cfg)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def http_server(name: str, cmd: Sequence[str], env: dict[str, str], log: Path, url: str, ready: str) -> Iterator[None]:
+    """``cmd`` as an OS process (output to ``log``) until ``url + ready`` answers 200 (at most 60 s);
+    stopped with SIGTERM (then SIGKILL) at the end."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(list(cmd), env=env, cwd=Path(__file__).resolve().parent.parent, stdout=out,
+                                stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"{name} exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
+            try:
+                if requests.get(url + ready, timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{name} not ready within 60 s:\n{log.read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,13 +27,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
-import requests
 from pydantic import SecretStr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import search as s
-from _common import free_port, throwaway_stack
+from _common import free_port, http_server, throwaway_stack
 
 from ingest import stack as st
 from ingest.adapters import pgstac
@@ -54,27 +52,11 @@ def stac_fastapi(dsn: str, logs: Path) -> Iterator[str]:
         PGUSER=str(info["user"]), PGPASSWORD=str(info["password"]), PGHOST=str(info["host"]),
         PGPORT=str(info["port"]), PGDATABASE=str(info["dbname"]), ENABLE_TRANSACTIONS_EXTENSIONS="true",
     )  # fmt: skip
-    log = logs / f"target-{port}.log"
     cmd = [sys.executable, "-m", "uvicorn", "--factory", "stac_fastapi.pgstac.app:create_app",
            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]  # fmt: skip
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"stac-fastapi-pgstac did not start:\n{log.read_text()[-2000:]}")
-            try:
-                if requests.get(url + "/", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.2)
+    with http_server("stac-fastapi-pgstac", cmd, env, logs / f"target-{port}.log", url, "/"):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def fresh_database(admin: str, name: str) -> str:

@@ -40,7 +40,6 @@ import itertools
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -62,7 +61,7 @@ from rasterio.warp import transform as warp_transform
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import free_port, throwaway_stack
+from _common import free_port, http_server, throwaway_stack
 
 from ingest.adapters import pgstac
 from ingest.collections import load_spec
@@ -238,30 +237,9 @@ def ingest_serve(
     log = logs / f"serve-{port}.log"
     start = launcher or [sys.executable, "-m", "ingest", "--json-logs", "serve"]
     cmd = [*start, "--port", str(port), "--workers", str(workers)]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"ingest serve exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
-            try:
-                if requests.get(url + "/_mgmt/ping", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"ingest serve not ready within 60 s:\n{log.read_text()[-2000:]}")
-            time.sleep(0.2)
+    with http_server("ingest serve", cmd, env, log, url, "/_mgmt/ping"):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 # ----------------------------------------------------------------------------- the queries
