@@ -31,7 +31,7 @@ from pydantic import SecretStr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import free_port, throwaway_stack
+from _common import free_port, stop, throwaway_stack
 
 from ingest.access.policy import AccessPolicy
 from ingest.adapters import pgstac
@@ -55,12 +55,7 @@ def process(cmd: list[str], env: dict[str, str], log: Path, ready: Callable[[], 
             time.sleep(0.1)
         yield
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def answers(url: str) -> Callable[[], bool]:

@@ -12,10 +12,12 @@ import contextlib
 import ctypes
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 _PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
 
@@ -132,3 +134,13 @@ def wait_status(pid: int, timeout: float) -> int:
             return status
         time.sleep(0.01)
     raise AssertionError(f"process {pid} still running after {timeout:g} s")
+
+
+def stop(proc: subprocess.Popen[Any], timeout: float = 20) -> int:
+    """SIGTERM, then SIGKILL if ``proc`` has not ended within ``timeout``; its exit status."""
+    proc.terminate()
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(timeout=10)

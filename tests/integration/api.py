@@ -20,6 +20,7 @@ import psycopg
 import requests
 
 from ingest.reader import ensure_reader
+from tests import proctree
 from tests.conftest import ROOT, Stack, free_port
 from tests.integration.test_pgstac_load import collection, item
 
@@ -117,17 +118,8 @@ def _api_server(
         _wait_ready(server)
         yield server
     finally:
-        code = _stop(proc)
+        code = proctree.stop(proc)
     assert code == 0, f"ingest serve did not stop cleanly on SIGTERM (exit {code}):\n{server.output()[-2000:]}"
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> int:
-    proc.terminate()
-    try:
-        return proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.wait(timeout=10)
 
 
 def _wait_ready(server: ApiServer, timeout: float = 60) -> None:

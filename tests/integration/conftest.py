@@ -7,7 +7,7 @@ import secrets
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -24,6 +24,7 @@ from ingest.devtools.cdse.oidc import DEFAULT_USERS
 from ingest.devtools.cdse.server import CdseServer
 from ingest.devtools.provider import ProviderServer
 from ingest.devtools.publish import Kind, plan_products, publish_generated
+from ingest.harvest import harvest
 from ingest.pipeline import Outcome, Services, process
 from ingest.quota import Quota
 from ingest.quota.paced import Paced
@@ -176,3 +177,21 @@ def make_world(migrated_db: str, stack: Stack, tmp_path: Path) -> Iterator[World
     for server, conn in opened:
         conn.close()
         server.stop()
+
+
+def catalogued_world(make_world: WorldFactory, ages_days: Sequence[int], per_age: int = 2) -> World:
+    """An S2 L2A world whose provider holds ``per_age`` products sensed each of ``ages_days`` ago, all of
+    them harvested and catalogued through the pipeline, committed (for OS processes), autocommit after."""
+    w = make_world("S2_MSI_L2A", count=0)
+    now = datetime.now(UTC).replace(microsecond=0)
+    for days in ages_days:
+        for p in plan_products(per_age, kinds=("S2_MSI_L2A",), start=now - timedelta(days=days), seed=days):
+            publish_generated(w.root, p, size=60)
+    harvest(w.conn, w.provider, w.spec)
+    ids = [r[0] for r in w.conn.execute("SELECT id FROM ingest.products WHERE collection = %s", [w.spec.id])]
+    assert len(ids) == per_age * len(ages_days)
+    for product_id in ids:
+        assert w.process(product_id).state is State.CATALOGUED
+    w.conn.commit()  # the world's connection is not autocommit; the CLI processes must see the products
+    w.conn.autocommit = True
+    return w

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import requests
 
+from tests import proctree
 from tests.conftest import ROOT, free_port
 
 SERVER = ROOT / "tests" / "oidc" / "server.mjs"
@@ -72,9 +73,4 @@ def openid_provider(
             time.sleep(0.05)
         yield provider
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        proctree.stop(proc, timeout=10)

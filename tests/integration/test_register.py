@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
@@ -27,13 +27,12 @@ import requests
 import yaml
 
 from ingest.adapters import pgstac
-from ingest.devtools.publish import plan_products, publish_generated
 from ingest.federation import plan
-from ingest.harvest import harvest
 from ingest.settings import RegisterTarget
 from ingest.state.machine import State
+from tests import proctree
 from tests.conftest import ROOT, Stack, _throwaway_database, free_port, run_cli
-from tests.integration.conftest import World, WorldFactory
+from tests.integration.conftest import World, WorldFactory, catalogued_world
 from tests.integration.oidc import OpenIdProvider, openid_provider
 from tests.integration.test_reprocessing import setup
 
@@ -79,12 +78,7 @@ class Target:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            proctree.stop(self.proc, timeout=15)
 
     def items(self, collection: str) -> dict[str, dict[str, Any]]:
         got: dict[str, dict[str, Any]] = {}
@@ -117,18 +111,7 @@ def _now() -> datetime:
 
 @pytest.fixture
 def world(make_world: WorldFactory) -> World:
-    w = make_world("S2_MSI_L2A", count=0)
-    now = _now()
-    for days in (30, 10):
-        for p in plan_products(2, kinds=("S2_MSI_L2A",), start=now - timedelta(days=days), seed=days):
-            publish_generated(w.root, p, size=60)
-    harvest(w.conn, w.provider, w.spec)
-    ids = [r[0] for r in w.conn.execute("SELECT id FROM ingest.products WHERE collection = %s", [w.spec.id])]
-    for product_id in ids:
-        assert w.process(product_id).state is State.CATALOGUED
-    w.conn.commit()
-    w.conn.autocommit = True
-    return w
+    return catalogued_world(make_world, (30, 10))
 
 
 def targets_json(target: Target, **extra: Any) -> str:

@@ -27,14 +27,12 @@ from ingest.adapters import pgstac
 from ingest.catalog.publish import sync_collections
 from ingest.collections import CollectionSpec, Retention
 from ingest.daemon.scheduler import run_retention
-from ingest.devtools.publish import plan_products, publish_generated
-from ingest.harvest import harvest
 from ingest.reader import ensure_reader
 from ingest.retention import RetentionRunning, plan
 from ingest.state.machine import State
 from tests.conftest import ROOT, Stack, run_cli
 from tests.integration.api import api_server, with_user
-from tests.integration.conftest import World, WorldFactory
+from tests.integration.conftest import World, WorldFactory, catalogued_world
 
 TDH_ONLY = {"type": "Polygon", "coordinates": [[[1.0, 43.0], [2.5, 43.0], [2.5, 44.0], [1.0, 44.0], [1.0, 43.0]]]}
 
@@ -45,19 +43,7 @@ def _now() -> datetime:
 
 @pytest.fixture
 def world(make_world: WorldFactory) -> World:
-    w = make_world("S2_MSI_L2A", count=0)
-    now = _now()
-    for days in (30, 20, 10):
-        for p in plan_products(2, kinds=("S2_MSI_L2A",), start=now - timedelta(days=days), seed=days):
-            publish_generated(w.root, p, size=60)
-    harvest(w.conn, w.provider, w.spec)
-    ids = [r[0] for r in w.conn.execute("SELECT id FROM ingest.products WHERE collection = %s", [w.spec.id])]
-    assert len(ids) == 6
-    for product_id in ids:
-        assert w.process(product_id).state is State.CATALOGUED
-    w.conn.commit()  # the world's connection is not autocommit; the CLI processes must see the products
-    w.conn.autocommit = True
-    return w
+    return catalogued_world(make_world, (30, 20, 10))
 
 
 def with_policy(world: World, **policy: Any) -> CollectionSpec:
