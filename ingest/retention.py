@@ -22,9 +22,9 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -35,6 +35,7 @@ from ingest.adapters import pgstac
 from ingest.adapters.s3 import ObjectStore
 from ingest.collections import CollectionSpec, Retention
 from ingest.errors import IngestError
+from ingest.state import locks
 from ingest.state import retirements as rt
 from ingest.units import human_size
 
@@ -56,17 +57,11 @@ class RetentionRunning(IngestError):
     exit_code = 75  # EX_TEMPFAIL: it can be run once the other one ends
 
 
-@contextmanager
-def exclusive(conn: psycopg.Connection, collection: str) -> Iterator[None]:
+def exclusive(conn: psycopg.Connection, collection: str) -> AbstractContextManager[None]:
     """Hold the collection's retention lock (scheduler and operator alike): a second run would
     select the same products and race for the same items and objects."""
-    if not rt.try_lock(conn, collection):
-        raise RetentionRunning(f"{collection}: a retention run is already in progress in another process")
-    try:
-        yield
-    finally:
-        with suppress(psycopg.Error):  # a broken connection has dropped the lock with itself
-            rt.unlock(conn, collection)
+    busy = RetentionRunning(f"{collection}: a retention run is already in progress in another process")
+    return locks.exclusive(conn, rt.lock_key(collection), busy)
 
 
 # ============================================================================ plan (pure parts)

@@ -8,8 +8,7 @@ skips what the target already holds (the digests), so it resumes where this one 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,6 +21,7 @@ from ingest.errors import ConfigError, IngestError, UpstreamUnavailable
 from ingest.federation import plan, records
 from ingest.federation.client import ItemRejected, Upstream
 from ingest.settings import RegisterTarget, Settings
+from ingest.state import locks
 from ingest.state.db import connect
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,11 @@ class CollectionReport:
     def complete(self) -> bool:
         return self.error is None and not self.rejected
 
+    @property
+    def stopped(self) -> bool:
+        """The target went away during this collection (not: the collection is not ours)."""
+        return self.error is not None and self.error != NOT_OURS
+
     def line(self, target: str, *, dry_run: bool) -> str:
         verb = "would send" if dry_run else "sent"
         text = f"{target}/{self.collection}: {self.sent} {verb}, {self.unchanged} unchanged, "
@@ -80,8 +85,8 @@ def raise_for(reports: Sequence[TargetReport]) -> None:
     """The outcome of a run as the CLI's exit: a target away first (retry later), then rejections."""
     for r in reports:
         for c in r.collections:
-            if c.error is not None and c.error != NOT_OURS:
-                raise UpstreamUnavailable(c.error)
+            if c.stopped:
+                raise UpstreamUnavailable(str(c.error))
     rejected = sum(len(c.rejected) for r in reports for c in r.collections)
     if rejected:
         raise RegistrationRejected(f"{rejected} document(s) rejected by the target; the others were pushed")
@@ -90,19 +95,6 @@ def raise_for(reports: Sequence[TargetReport]) -> None:
 def public_form(settings: Settings) -> plan.PublicForm:
     gateway = settings.api_public_url if settings.asset_gateway else None
     return plan.PublicForm(gateway, settings.s3_bucket, tuple(i.discovery_url for i in settings.oidc_issuers))
-
-
-@contextmanager
-def _exclusive(conn: psycopg.Connection, target: str) -> Iterator[None]:
-    key = f"ingest-register:{target}"
-    row = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", [key]).fetchone()
-    if not (row and row[0]):
-        raise RegisterRunning(f"target {target}: a push is already in progress in another process")
-    try:
-        yield
-    finally:
-        with suppress(psycopg.Error):  # a broken connection has dropped the lock with itself
-            conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [key])
 
 
 def push_collection(
@@ -188,12 +180,13 @@ def push(settings: Settings, target: RegisterTarget, *, dry_run: bool = False) -
         if dry_run:
             report.collections = [push_collection(conn, settings, target.name, None, c) for c in wanted]
             return report
-        with _exclusive(conn, target.name), Upstream(target) as upstream:
+        busy = RegisterRunning(f"target {target.name}: a push is already in progress in another process")
+        with locks.exclusive(conn, f"ingest-register:{target.name}", busy), Upstream(target) as upstream:
             for collection in wanted:
                 one = push_collection(conn, settings, target.name, upstream, collection)
                 report.collections.append(one)
                 log.info("register %s", one.line(target.name, dry_run=False))
-                if one.error is not None and one.error != NOT_OURS:
+                if one.stopped:
                     break  # the target is away: the other collections wait for the next run too
     return report
 

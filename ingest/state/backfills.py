@@ -10,6 +10,8 @@ from typing import Any
 
 import psycopg
 
+from ingest.state import locks
+
 
 @dataclass
 class Chunk:
@@ -51,9 +53,9 @@ def mark_done(conn: psycopg.Connection, backfill_id: str, chunk: Chunk) -> None:
 def try_lock(conn: psycopg.Connection, backfill_id: str) -> bool:
     """Session advisory lock (released when the connection closes, also when the process dies):
     two runs of one backfill would search every chunk twice for nothing."""
-    row = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", [backfill_id]).fetchone()
+    held = locks.try_lock(conn, backfill_id)
     conn.commit()
-    return bool(row and row[0])
+    return held
 
 
 def _area_sql(bbox: Sequence[float] | None, geometry: dict[str, Any] | None) -> tuple[str, list[Any]]:

@@ -145,19 +145,9 @@ def retire(
     return [r[0] for r in rows]
 
 
-def _lock_key(collection: str) -> str:
+def lock_key(collection: str) -> str:
+    """The advisory lock of the collection's enforcement (``ingest.state.locks``)."""
     return f"ingest-retention:{collection}"
-
-
-def try_lock(conn: psycopg.Connection, collection: str) -> bool:
-    """Session advisory lock: one enforcement per collection at a time (released when the
-    connection closes, also when the process dies)."""
-    row = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", [_lock_key(collection)]).fetchone()
-    return bool(row and row[0])
-
-
-def unlock(conn: psycopg.Connection, collection: str) -> None:
-    conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [_lock_key(collection)])
 
 
 def pending(conn: psycopg.Connection, collection: str) -> list[Pending]:
