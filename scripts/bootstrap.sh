@@ -12,6 +12,7 @@ python3 -c "import venv, ensurepip" 2>/dev/null || need_apt+=(python3-venv)
 ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1 || need_apt+=(postgresql postgresql-15-postgis-3)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v npm >/dev/null || need_apt+=(nodejs npm)   # the access tests' OpenID provider (tests/oidc)
+command -v chromium >/dev/null || need_apt+=(chromium)   # the page tests' real browser (tests/browser.py)
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "missing system packages: ${need_apt[*]} (run this script as root, or: sudo apt-get install -y ${need_apt[*]})" >&2
