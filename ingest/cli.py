@@ -224,7 +224,10 @@ def collections_validate(c: Context, files: tuple[Any, ...]) -> None:
             failures += 1
             click.echo(f"error: {exc}", err=True)
             continue
-        click.echo(f"ok     {path} ({spec.id}: {len(spec.stac.item_assets)} item assets)")
+        planned = len(spec.stac_collection()["item_assets"])
+        click.echo(f"ok     {path} ({spec.id}: {planned} item assets, {len(spec.stac.item_assets) - planned} dropped)")
+        for warning in spec.plan_warnings():
+            click.echo(f"warning: {path}: {warning}", err=True)
         specs.append(spec)
     _warn_unpublished(c, specs)
     if failures:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ingest import asset_plan
 from ingest.access.policy import AccessPolicy
 from ingest.errors import CollectionSpecError
 from ingest.yamlfile import YamlFileError, format_field, load_mapping
@@ -312,7 +313,32 @@ class CollectionSpec(_Strict):
     audit: Audit = Audit()
     upstream: Upstream = Upstream()
     access: AccessPolicy = AccessPolicy()  # who reads the assets (ingest.access); metadata stays public
+    assets: dict[str, asset_plan.Action] = Field(
+        default_factory=dict, description="asset key or glob -> cog | keep | drop (ingest.asset_plan)"
+    )
     path: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _plan_fits(self) -> CollectionSpec:
+        wrong = asset_plan.problems(self.assets, self.stac.item_assets)
+        if wrong:
+            raise ValueError("assets: " + "; ".join(wrong))
+        return self
+
+    def asset_rule(self, key: str) -> asset_plan.Action | None:
+        return asset_plan.rule_for(self.assets, key)
+
+    def plan_warnings(self) -> list[str]:
+        """What in the asset plan looks wrong without being fatal: rules that name no asset of the
+        collection's ``item_assets``, band kinds set for assets the plan drops."""
+        out = [
+            f"assets.{rule}: names no asset of stac.item_assets (known: {', '.join(sorted(self.stac.item_assets))})"
+            for rule in asset_plan.unmatched(self.assets, self.stac.item_assets)
+        ]
+        dropped = sorted(k for k in self.cog.bands if self.asset_rule(k) == "drop")
+        if dropped:
+            out.append(f"cog.bands: kinds for assets the plan drops: {', '.join(dropped)}")
+        return out
 
     def stac_collection(self) -> dict[str, Any]:
         """The STAC Collection document published for this spec (extent is refreshed after loads)."""
@@ -332,7 +358,7 @@ class CollectionSpec(_Strict):
                 "temporal": {"interval": [[f"{s.start.isoformat()}T00:00:00Z", None]]},
             },
             "summaries": dict(s.summaries),
-            "item_assets": {k: dict(v) for k, v in s.item_assets.items()},
+            "item_assets": asset_plan.kept_assets(self.assets, s.item_assets),  # what items can hold
             "links": [
                 *(dict(link) for link in s.links),
                 # the policy as a document of its own: a link survives brokers that drop unknown fields

@@ -273,7 +273,7 @@ def process(
             collection=spec.id,
             item_id=item.id,
             cogs=cogs,
-            metadata=describe.metadata_files(item),
+            metadata=describe.metadata_files(item, spec),
             force=force,
             workers=settings.upload_workers,
         )

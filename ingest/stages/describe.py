@@ -9,7 +9,9 @@ The pipeline calls, in this order::
     metadata_files(item)        -> upload as-is  # MetadataFile per file kept unchanged
     finalize_item(item, stored=..., cogs=..., provenance=..., now=...)  -> load
 
-What happens to each asset stactools makes (``treatment``):
+What happens to each asset stactools makes (``treatment``): what the collection's asset plan says for
+its key (``assets:`` in the collection file, ``ingest.asset_plan``: ``cog`` convert, ``keep`` as-is,
+``drop``), and for a key the plan does not name, the default by role:
 
 * **convert** - role ``data`` or ``visual`` and a JPEG 2000 / GeoTIFF file: every S2 band at every
   resolution stactools lists (``blue``, ``blue_20m``, ``scl``, ``aot_60m``, ...), the TCI (``visual*``),
@@ -238,8 +240,16 @@ def _resolves_under(href: str, top: Path) -> bool:
 # --------------------------------------------------------------------------- what to convert / upload
 
 
-def treatment(asset: pystac.Asset) -> Treatment:
-    """Convert to COG, upload as it is, or drop (see the module docstring for the rules)."""
+def treatment(key: str, asset: pystac.Asset, spec: CollectionSpec) -> Treatment:
+    """Convert to COG, upload as it is, or drop: the collection's asset plan for ``key`` when it has a
+    rule, else the default by role (module docstring)."""
+    rule = spec.asset_rule(key)
+    if rule == "cog":
+        return "convert"
+    if rule == "keep":
+        return "as_is"
+    if rule == "drop":
+        return "drop"
     roles = set(asset.roles or [])
     if roles & _PREVIEW_ROLES:
         return "as_is"
@@ -264,10 +274,14 @@ def product_name(item: pystac.Item) -> str:
 
 def raster_sources(item: pystac.Item, spec: CollectionSpec) -> list[CogSource]:
     """The rasters to convert, with the band kind the collection gives each asset key."""
+    planned = {key: asset for key, asset in item.assets.items() if treatment(key, asset, spec) == "convert"}
+    not_raster = sorted(key for key, asset in planned.items() if not _is_raster(asset))
+    if not_raster:  # the plan says cog for an asset stactools describes as something else
+        raise InvalidProduct(
+            f"{product_name(item)}: the asset plan converts assets that are not rasters: {', '.join(not_raster)}"
+        )
     sources = [
-        CogSource(key, Path(asset.href), spec.cog.kind_of(key), band_meta(asset))
-        for key, asset in item.assets.items()
-        if treatment(asset) == "convert"
+        CogSource(key, Path(asset.href), spec.cog.kind_of(key), band_meta(asset)) for key, asset in planned.items()
     ]
     # a band the metadata lists but the product lacks is an incomplete product, not a retryable error
     missing = sorted(s.asset_key for s in sources if not s.path.is_file())
@@ -303,18 +317,23 @@ def _number(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def metadata_files(item: pystac.Item) -> list[MetadataFile]:
-    """The files uploaded unchanged: metadata XML and preview images that exist in the product."""
+def metadata_files(item: pystac.Item, spec: CollectionSpec) -> list[MetadataFile]:
+    """The files uploaded unchanged: metadata XML, preview images and data the plan keeps, that exist in
+    the product. A kept data file the product lacks makes it incomplete (InvalidProduct)."""
     files: list[MetadataFile] = []
+    missing: list[str] = []
     for key, asset in item.assets.items():
-        if treatment(asset) != "as_is":
+        if treatment(key, asset, spec) != "as_is":
             continue
         path = Path(asset.href)
-        if not path.is_file():
-            # linked by naming convention only (datastrip MTD_DS.xml, INSPIRE.xml, S1 quick-look.png)
+        if path.is_file():
+            files.append(MetadataFile(key, path, _as_is_media_type(asset, path)))
+        elif set(asset.roles or []) & _RASTER_ROLES:
+            missing.append(key)
+        else:  # linked by naming convention only (datastrip MTD_DS.xml, INSPIRE.xml, S1 quick-look.png)
             log.info("%s: %s not in the product (%s); the item will not list it", item.id, key, path.name)
-            continue
-        files.append(MetadataFile(key, path, _as_is_media_type(asset, path)))
+    if missing:
+        raise InvalidProduct(f"{product_name(item)}: data files its metadata lists are missing: {', '.join(missing)}")
     return files
 
 

@@ -46,6 +46,16 @@ def test_validate_names_file_and_field(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr
 
 
+def test_validate_warns_of_an_asset_plan_rule_that_names_no_asset(tmp_path: Path) -> None:
+    doc = yaml.safe_load((ROOT / "collections" / "sentinel-2-l2a.yaml").read_text())
+    doc["assets"]["wvp_30m"] = "drop"  # no product has it: a typo of an operator, not a broken file
+    (tmp_path / "sentinel-2-l2a.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    r = run_cli("collections", "validate", env={"INGEST_COLLECTIONS_DIR": str(tmp_path)})
+    assert r.returncode == 0, r.stderr
+    assert "ok     " in r.stdout and "22 item assets, 19 dropped" in r.stdout
+    assert f"warning: {tmp_path / 'sentinel-2-l2a.yaml'}: assets.wvp_30m: names no asset of stac.item_assets" in r.stderr
+
+
 def test_database_down_gives_one_line_without_password() -> None:
     secret = "pa55-not-to-be-seen"
     env = {"INGEST_DATABASE_URL": f"postgresql://someone:{secret}@127.0.0.1:{free_port()}/ingest"}

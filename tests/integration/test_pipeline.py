@@ -92,11 +92,17 @@ def test_generated_s2_l2a_product_is_catalogued(make_world: WorldFactory) -> Non
     props = item["properties"]
     assert props["ingest:upstream_id"] == pid and props["ingest:provider"] == "local"
     assert props["created"] and props["updated"]
-    assert {"B04_10m", "SCL_20m"} <= {k for k, a in item["assets"].items() if a["type"] == COG_MEDIA_TYPE} or any(
-        "scl" in k.lower() for k in item["assets"]
-    )
+    # the collection's asset plan: each band once at its own resolution, ESA's resampled copies dropped,
+    # and the store holds exactly the item's objects (nothing converted or uploaded for a dropped asset)
+    cog_keys = {k for k, a in item["assets"].items() if a["type"] == COG_MEDIA_TYPE}
+    assert cog_keys == set(world.spec.cog.bands)
+    assert not any(k.endswith(("_10m", "_20m", "_60m")) for k in item["assets"])
+    assert set(item["assets"]) <= set(world.spec.stac_collection()["item_assets"])  # what the collection announces
+    store = world.store
+    objects = store.list_keys(store.item_prefix(world.spec.id, item["id"]))
+    assert sorted(objects) == sorted(_key_of(a["href"], store.bucket) for a in item["assets"].values())
     # rasterio alone gives reflectance: DN * the COG's own scale + offset, as raster:bands says
-    red, store = item["assets"]["red"], world.store
+    red = item["assets"]["red"]
     with rasterio.Env():
         rasterio.env.setenv(**store.gdal_env())
         with rasterio.open(f"/vsis3/{store.bucket}/{_key_of(red['href'], store.bucket)}") as cog:

@@ -94,7 +94,11 @@ def sha256(path: Path) -> str:
 
 
 def convertible(item: pystac.Item) -> list[str]:
-    return [k for k, a in item.assets.items() if describe.treatment(a) == "convert"]
+    return [k for k, a in item.assets.items() if describe.treatment(k, a, spec(str(item.collection_id))) == "convert"]
+
+
+def as_is_files(item: pystac.Item) -> list[MetadataFile]:
+    return describe.metadata_files(item, spec(str(item.collection_id)))
 
 
 def cogs_from_rasters(item: pystac.Item, spec_: CollectionSpec) -> dict[str, CogResult]:
@@ -164,7 +168,7 @@ def finalize(
     storage: StorageAccess = STORAGE,
     upstream_id: str = "upstream",
 ) -> tuple[dict[str, Any], dict[str, StoredObject]]:
-    stored = store_objects(store, item, cogs, describe.metadata_files(item))
+    stored = store_objects(store, item, cogs, as_is_files(item))
     prov = provenance(item, upstream_id)
     doc = describe.finalize_item(item, stored=stored, cogs=cogs, provenance=prov, storage=storage, now=NOW)
     return doc, stored
@@ -284,7 +288,8 @@ def test_generated_product_is_equivalent_in_shape_to_the_real_one(products: dict
 
     doc, _ = finalize(item, cogs_from_rasters(item, spec_))
     want = golden(GENERATED_LIKE[kind])
-    assert set(doc["assets"]) == set(item.assets)  # a complete product: nothing dropped
+    # a complete product: nothing left out but what the collection's asset plan drops
+    assert set(doc["assets"]) == {k for k in item.assets if spec_.asset_rule(k) != "drop"}
     assert set(doc["assets"]) >= set(want["assets"])  # everything the real item has, with the same type and roles
     for key, asset in want["assets"].items():
         assert (doc["assets"][key]["type"], doc["assets"][key]["roles"]) == (asset["type"], asset["roles"]), key
@@ -300,17 +305,21 @@ def test_generated_product_is_equivalent_in_shape_to_the_real_one(products: dict
 def test_raster_sources_l2a_bands_and_kinds(products: dict[str, Path]) -> None:
     item, spec_ = generated(products, "l2a")
     sources = {s.asset_key: s for s in describe.raster_sources(item, spec_)}
-    # every band asset of the collection, plus B01 at 20 m that baselines >= 04.00 add (default kind)
-    assert set(sources) == set(spec_.cog.bands) | {"coastal_20m"}
+    # every band asset of the collection once, at its own resolution: the plan drops ESA's resampled copies
+    # (coastal_20m, which baselines >= 04.00 add, among them)
+    assert set(sources) == set(spec_.cog.bands)
+    assert "coastal_20m" in item.assets and not any(k.endswith(("_10m", "_20m", "_60m")) for k in sources)
     assert "preview" not in sources and not any(k.endswith("_metadata") for k in sources)
     kinds = {key: s.kind for key, s in sources.items()}
-    assert kinds["scl"] == kinds["scl_60m"] == "classification"
-    assert kinds["visual"] == kinds["visual_20m"] == kinds["visual_60m"] == "visual"
-    assert kinds["aot"] == kinds["wvp_10m"] == "atmosphere"
-    assert kinds["blue"] == kinds["nir08_60m"] == kinds["coastal_20m"] == "reflectance"
+    assert kinds["scl"] == "classification"
+    assert kinds["visual"] == "visual"
+    assert kinds["aot"] == kinds["wvp"] == "atmosphere"
+    assert kinds["blue"] == kinds["nir08"] == kinds["coastal"] == "reflectance"
     assert sources["blue"].path.name.endswith("_B02_10m.jp2")
     assert sources["scl"].path.name.endswith("_SCL_20m.jp2")
-    assert sources["visual_60m"].path.name.endswith("_TCI_60m.jp2")
+    assert sources["aot"].path.name.endswith("_AOT_20m.jp2") and sources["wvp"].path.name.endswith("_WVP_20m.jp2")
+    assert sources["coastal"].path.name.endswith("_B01_60m.jp2") and sources["nir09"].path.name.endswith("_B09_60m.jp2")
+    assert sources["visual"].path.name.endswith("_TCI_10m.jp2")
     for source in sources.values():
         assert source.path.is_file() and source.path.is_relative_to(products["l2a"]), source
 
@@ -325,7 +334,7 @@ def test_raster_sources_l1c_and_s1(products: dict[str, Path]) -> None:
     s1 = describe.raster_sources(item, spec_)
     assert sorted((s.asset_key, s.kind) for s in s1) == [("vh", "backscatter"), ("vv", "backscatter")]
     assert all(s.path.parent.name == "measurement" and s.path.suffix == ".tiff" for s in s1)
-    assert describe.treatment(item.assets["thumbnail"]) == "as_is"  # uploaded unchanged, never converted
+    assert describe.treatment("thumbnail", item.assets["thumbnail"], spec(GRD)) == "as_is"  # uploaded unchanged, never converted
 
 
 def test_raster_sources_refuses_a_product_missing_its_bands() -> None:
@@ -342,14 +351,14 @@ def by_key(files: list[MetadataFile], safe: Path) -> dict[str, tuple[str, str]]:
 
 def test_metadata_files_s2(products: dict[str, Path]) -> None:
     safe = REAL["s2-l2a-n0214"][0]
-    real = by_key(describe.metadata_files(real_item("s2-l2a-n0214")), safe)
+    real = by_key(as_is_files(real_item("s2-l2a-n0214")), safe)
     assert real == {
         "safe_manifest": ("manifest.safe", "application/xml"),
         "product_metadata": ("MTD_MSIL2A.xml", "application/xml"),
         "granule_metadata": ("GRANULE/L2A_T22HBD_A020270_20210122T133224/MTD_TL.xml", "application/xml"),
     }
     item, _ = generated(products, "l2a")
-    files = by_key(describe.metadata_files(item), products["l2a"])
+    files = by_key(as_is_files(item), products["l2a"])
     assert set(files) == set(real) | {"inspire_metadata", "datastrip_metadata", "preview"}
     assert files["product_metadata"] == ("MTD_MSIL2A.xml", "application/xml")
     assert files["inspire_metadata"] == ("INSPIRE.xml", "application/xml")
@@ -361,7 +370,7 @@ def test_metadata_files_s2(products: dict[str, Path]) -> None:
 
 def test_metadata_files_s1(products: dict[str, Path]) -> None:
     safe = REAL["s1-grd"][0]
-    real = by_key(describe.metadata_files(real_item("s1-grd")), safe)
+    real = by_key(as_is_files(real_item("s1-grd")), safe)
     assert real["safe-manifest"] == ("manifest.safe", "application/xml")
     for pol in ("vv", "vh"):
         assert real[f"schema-product-{pol}"][0].startswith("annotation/s1a-iw-grd-" + pol)
@@ -369,7 +378,7 @@ def test_metadata_files_s1(products: dict[str, Path]) -> None:
         assert real[f"schema-noise-{pol}"][0].startswith("annotation/calibration/noise-")
     assert {media for _, media in real.values()} == {"application/xml"} and len(real) == 7
     item, _ = generated(products, "s1")
-    files = by_key(describe.metadata_files(item), products["s1"])
+    files = by_key(as_is_files(item), products["s1"])
     assert set(files) == set(real) | {"thumbnail"}
     assert files["thumbnail"] == ("preview/quick-look.png", "image/png")
 
@@ -445,7 +454,7 @@ def test_s3_hrefs_carry_the_storage_fields_a_client_needs(products: dict[str, Pa
     item, spec_ = generated(products, "l2a")
     minio = StorageAccess(endpoint_url="https://s3.site.example.org:9000", region="eu-west-3", requester_pays=True)
     doc, _ = finalize(item, cogs_from_rasters(item, spec_), store=PRIVATE_STORE, storage=minio)
-    assert len(doc["assets"]) > 40  # every asset, COG or metadata, says where it lives
+    assert len(doc["assets"]) >= 20  # every asset, COG or metadata, says where it lives
     for key, asset in doc["assets"].items():
         assert asset["href"].startswith("s3://eo-catalogue/"), key
         assert {f: asset[f] for f in STORAGE_FIELDS} == {
@@ -510,12 +519,13 @@ def normalise_back(doc: dict[str, Any]) -> dict[str, Any]:
 def test_finalize_drops_assets_that_were_not_stored(products: dict[str, Path]) -> None:
     item, spec_ = generated(products, "l2a")
     cogs = cogs_from_rasters(item, spec_)
-    stored = store_objects(STORE, item, cogs, describe.metadata_files(item))
-    del stored["aot_60m"], stored["inspire_metadata"], stored["wvp"]  # wvp was converted, but not uploaded
+    stored = store_objects(STORE, item, cogs, as_is_files(item))
+    del stored["aot"], stored["inspire_metadata"], stored["wvp"]  # aot and wvp were converted, but not uploaded
     prov = provenance(item, "up")
     doc = describe.finalize_item(item, stored=stored, cogs=cogs, provenance=prov, storage=STORAGE, now=NOW)
-    assert {"aot_60m", "inspire_metadata", "wvp"}.isdisjoint(doc["assets"])
-    assert set(doc["assets"]) == set(item.assets) - {"aot_60m", "inspire_metadata", "wvp"}
+    assert {"aot", "inspire_metadata", "wvp"}.isdisjoint(doc["assets"])
+    planned = {k for k in item.assets if spec_.asset_rule(k) != "drop"}
+    assert set(doc["assets"]) == planned - {"aot", "inspire_metadata", "wvp"}
     assert_nothing_local(doc, products["l2a"])
     validate_item(doc)
 
@@ -565,7 +575,7 @@ def test_finalize_warped_s1_cog_is_described_by_its_own_grid(products: dict[str,
 def test_finalize_refuses_inconsistent_inputs(products: dict[str, Path]) -> None:
     item, spec_ = generated(products, "l1c")
     cogs = cogs_from_rasters(item, spec_)
-    stored = store_objects(STORE, item, cogs, describe.metadata_files(item))
+    stored = store_objects(STORE, item, cogs, as_is_files(item))
     prov = provenance(item, "up")
 
     other = dict(stored, blue=dataclasses.replace(stored["blue"], checksum="1220" + "0" * 64))
