@@ -334,7 +334,8 @@ def test_raster_sources_l1c_and_s1(products: dict[str, Path]) -> None:
     s1 = describe.raster_sources(item, spec_)
     assert sorted((s.asset_key, s.kind) for s in s1) == [("vh", "backscatter"), ("vv", "backscatter")]
     assert all(s.path.parent.name == "measurement" and s.path.suffix == ".tiff" for s in s1)
-    assert describe.treatment("thumbnail", item.assets["thumbnail"], spec(GRD)) == "as_is"  # uploaded unchanged, never converted
+    # uploaded unchanged, never converted
+    assert describe.treatment("thumbnail", item.assets["thumbnail"], spec(GRD)) == "as_is"
 
 
 def test_raster_sources_refuses_a_product_missing_its_bands() -> None:
