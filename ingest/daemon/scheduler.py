@@ -393,6 +393,10 @@ def run_scheduler(settings: Settings, *, stop: threading.Event | None = None, in
         ready={"database": metrics.database_check(settings)},
     )
     metrics.leader_gauge(lambda: lock.held)
+    if endpoint is not None:  # the operator dashboard beside the site gauges (scheduler only, as they are)
+        from ingest.dashboard.http import PREFIX, Dashboard
+
+        endpoint.routes[PREFIX] = Dashboard(settings, ttl_s=settings.dashboard_cache_s).route
     # ---
     restore = _install_signals(stop) if install_signals else (lambda: None)
     if shutdown.requested():  # SIGTERM while starting
