@@ -380,19 +380,27 @@ _site_gauges = False
 
 
 def serve(
-    settings: Settings, role: Role, *, live: Mapping[str, Check] | None = None, ready: Mapping[str, Check] | None = None
+    settings: Settings,
+    role: Role,
+    *,
+    live: Mapping[str, Check] | None = None,
+    ready: Mapping[str, Check] | None = None,
+    routes: Mapping[str, Route] | None = None,
 ) -> Endpoint | None:
     """Start (or join) this process's endpoint for ``role``; None when INGEST_METRICS_PORT is 0.
 
-    The scheduler also registers the site gauges (``DatabaseCollector``). Pair with ``stop()``."""
+    The scheduler also registers the site gauges (``DatabaseCollector``). ``routes`` are in place
+    before the first request is answered. Pair with ``stop()``."""
     global _endpoint, _users, _site_gauges
     if settings.metrics_port == 0:
         return None
     with _lock:
-        if _endpoint is None:
-            _endpoint = Endpoint(settings.metrics_host, settings.metrics_port).start()
-        _endpoint.live.update({f"{role}:{k}": v for k, v in (live or {}).items()})
-        _endpoint.ready.update({f"{role}:{k}": v for k, v in (ready or {}).items()})
+        fresh = _endpoint is None
+        endpoint = _endpoint or Endpoint(settings.metrics_host, settings.metrics_port)
+        endpoint.live.update({f"{role}:{k}": v for k, v in (live or {}).items()})
+        endpoint.ready.update({f"{role}:{k}": v for k, v in (ready or {}).items()})
+        endpoint.routes.update(routes or {})
+        _endpoint = endpoint.start() if fresh else endpoint
         if role == "scheduler" and not _site_gauges:
             from ingest.state.machine import State
 
