@@ -130,7 +130,7 @@ def test_the_page_shows_what_ingest_status_prints_and_maps_the_footprints(
         data = requests.get(url + "/dashboard/data.json", timeout=30).json()
         (c,) = status["collections"]
         assert c["states"] == {"catalogued": 2, "failed": 1, "discovered": 1} and c["queue"] == {"todo": 1, "doing": 0}
-        assert "ProductGone" in c["recent_failures"][0]["last_error"] or c["recent_failures"][0]["last_error"]
+        assert "HTTP 404" in c["recent_failures"][0]["last_error"]  # the cause, as recorded
         assert_figures_equal(t, status)
         assert abs(data["collections"][0]["lag_s"] - c["lag_s"]) < 60  # two reads, seconds apart
         assert t.page.locator("#site [data-field='site.queue']").inner_text() == ", ".join(

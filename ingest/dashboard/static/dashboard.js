@@ -10,7 +10,7 @@ const AGE_STEPS = [[1, "#1b5e20", "< 1 day"], [7, "#7cb342", "< 1 week"], [30, "
 const NO_CATALOGUED = "#9e9e9e";
 
 const $ = (sel) => document.querySelector(sel);
-let map, cellLayer, last = null;
+let map, cellLayer, last = null, fitted = false;
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -114,6 +114,10 @@ function drawCells() {
       .addTo(cellLayer);
     cells += 1; products += c[col.products];
   }
+  if (cells && !fitted) {  // the first time there is something to show: look at it
+    map.fitBounds(cellLayer.getLayers().reduce((b, layer) => b.extend(layer.getBounds()), L.latLngBounds([])), { maxZoom: 6, padding: [20, 20] });
+    fitted = true;
+  }
   $("#map-summary").textContent = cells ? `${products} products in ${cells} cells of ${m.cell_deg}°` : "no footprints catalogued yet";
   $("#map-summary").dataset.cells = String(cells);
   legend(by);
@@ -151,10 +155,26 @@ async function load() {
   }
 }
 
+// Natural Earth's rings that cross the antimeridian (Russia's east, Fiji) would be drawn as lines across
+// the whole map: they are drawn east of 180° instead; one that still crosses (Antarctica's, around the
+// pole) is left out of the outline.
+const crosses = (ring) => ring.some((p, i) => i > 0 && Math.abs(p[0] - ring[i - 1][0]) > 180);
+const eastward = (ring) => (crosses(ring) ? ring.map(([x, y]) => [x < 0 ? x + 360 : x, y]) : ring);
+
+function withoutCrossings(geometry) {
+  if (!geometry) return null;
+  const polygons = geometry.type === "Polygon" ? [geometry.coordinates] : geometry.coordinates;
+  const kept = polygons.map((rings) => rings.map(eastward)).filter((rings) => !crosses(rings[0]))
+    .map((rings) => rings.filter((r) => !crosses(r)));
+  return kept.length ? { type: "MultiPolygon", coordinates: kept } : null;
+}
+
 async function world() {
   const res = await fetch("/dashboard/static/countries-110m.json");
   const topo = await res.json();
-  L.geoJSON(topojson.feature(topo, topo.objects.countries), {
+  const countries = topojson.feature(topo, topo.objects.countries);
+  countries.features = countries.features.map((f) => ({ ...f, geometry: withoutCrossings(f.geometry) })).filter((f) => f.geometry);
+  L.geoJSON(countries, {
     interactive: false, style: { className: "land", color: "#8a96a3", weight: 0.6, fillColor: "#eef0f2", fillOpacity: 1 },
   }).addTo(map).bringToBack();
 }
