@@ -21,7 +21,9 @@ from pathlib import Path
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Response, sync_playwright
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SCREENSHOTS = Path(os.environ.get("INGEST_SCREENSHOTS_DIR") or Path(__file__).resolve().parents[1] / "test-artifacts" / "screenshots")
+SCREENSHOTS = Path(
+    os.environ.get("INGEST_SCREENSHOTS_DIR") or Path(__file__).resolve().parents[1] / "test-artifacts" / "screenshots"
+)
 # Without the background-networking flags Chromium calls Google's hosts at start, which a closed
 # network refuses (noise, and failed requests that are not the page's).
 _ARGS = [
