@@ -22,7 +22,7 @@ from ingest.harvest import harvest
 from ingest.metrics import Endpoint
 from ingest.state.machine import State
 from tests.browser import Tab, chromium, tab
-from tests.conftest import Stack, free_port, run_cli
+from tests.conftest import ROOT, Stack, free_port, run_cli
 from tests.integration.conftest import World, WorldFactory
 from tests.integration.test_operating import ingest_process, wait_for
 
@@ -165,7 +165,7 @@ def test_an_empty_catalogue_shows_its_collection_and_an_empty_map(
         assert t.problems() == []
 
 
-def test_a_collection_whose_products_all_failed_shows_each_cause_and_red_cells(
+def test_a_collection_whose_products_all_failed_shows_each_cause_red_cells_and_its_retention(
     make_world: WorldFactory, stack: Stack, browser: Browser
 ) -> None:
     world = make_world("S2_MSI_L2A", count=2, size=60)
@@ -174,12 +174,15 @@ def test_a_collection_whose_products_all_failed_shows_each_cause_and_red_cells(
         fail_download(world, pid)
     world.conn.commit()
     world.conn.autocommit = True
-    env = world.cli_env(stack)
+    spec = (ROOT / "collections" / "sentinel-2-l2a.yaml").read_text()
+    on = "retention:\n  enabled: true\n  max_age: 90d\n"
+    env = world.cli_env(stack, spec.replace("retention:\n  enabled: false\n  max_age: 90d\n", on))
     with dashboard_of(world, env) as url, tab(browser) as t:
         open_page(t, url)
         status = status_json(env)
         (c,) = status["collections"]
         assert c["states"] == {"failed": 2} and len(c["recent_failures"]) == 2
+        assert c["retention"]["enabled"] and c["retention"]["next_run"] is not None  # the policy is shown too
         assert_figures_equal(t, status)
         assert t.page.locator(f'[data-collection="{c["collection"]}"].failing').count() == 1
         cells = t.page.locator("#map path.cell")
