@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from ingest import collections as col
 from ingest.dashboard import footprints
 from ingest.dashboard.data import status_document
@@ -89,10 +91,15 @@ class Dashboard:
             with connect(dsn=self.settings.require_database_url(), timeout_s=timeout) as conn:
                 conn.execute("SET statement_timeout = 20000")
                 doc = status_document(conn, ordered, self.settings)
-                cells = footprints.cells(conn, [s.id for s in ordered])
-            doc["map"] = footprints.as_document(cells, doc["now"])
+                try:  # a footprint PostGIS cannot read costs the map, not the figures
+                    doc["map"] = footprints.as_document(footprints.cells(conn, [s.id for s in ordered]), doc["now"])
+                except (psycopg.DataError, psycopg.InternalError) as exc:  # PostGIS says XX000
+                    doc["map"] = {**footprints.as_document([], doc["now"]), "error": self._why("map", exc)}
         except Exception as exc:  # the endpoint's thread serves on: say what is wrong instead
-            why = scrub(first_line(exc), *self.settings.secrets())
-            log.warning("dashboard: data not read: %s", why)
-            return _json(503, {"error": why})
+            return _json(503, {"error": self._why("data", exc)})
         return _json(200, doc)
+
+    def _why(self, what: str, exc: BaseException) -> str:
+        why = scrub(first_line(exc), *self.settings.secrets())
+        log.warning("dashboard: %s not read: %s", what, why)
+        return why

@@ -191,6 +191,27 @@ def test_a_collection_whose_products_all_failed_shows_each_cause_red_cells_and_i
         assert t.problems() == []
 
 
+def test_a_footprint_postgis_cannot_read_costs_the_map_not_the_figures(
+    make_world: WorldFactory, stack: Stack, browser: Browser
+) -> None:
+    world = make_world("S2_MSI_L2A", count=0)
+    world.conn.execute(
+        "INSERT INTO ingest.products (id, collection, provider, footprint) VALUES (%s, %s, 'local', %s)",
+        ["S2B_BROKEN_FOOTPRINT", world.spec.id, json.dumps({"type": "Polygon", "coordinates": [["x", "y"]]})],
+    )
+    world.conn.commit()
+    env = world.cli_env(stack)
+    with dashboard_of(world, env) as url, tab(browser) as t:
+        open_page(t, url)
+        status = status_json(env)
+        assert status["collections"][0]["states"] == {"discovered": 1}
+        assert_figures_equal(t, status)
+        assert t.page.locator("#map-summary").inner_text().startswith("map not drawn: ")
+        assert t.page.locator("#map path.cell").count() == 0
+        t.screenshot("dashboard-unreadable-footprint")
+        assert t.problems() == []
+
+
 def test_a_database_that_does_not_answer_is_said_on_the_page_and_by_a_503(
     make_world: WorldFactory, stack: Stack, browser: Browser
 ) -> None:

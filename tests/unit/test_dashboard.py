@@ -89,3 +89,27 @@ def test_a_database_that_does_not_answer_gives_a_503_with_the_cause_and_no_passw
     error = json.loads(body)["error"]
     assert "127.0.0.1" in error and ":p@" not in error
     assert d.route("/dashboard/data.json")[1] is body  # remembered: a reload does not try again at once
+
+
+def test_a_route_that_raises_answers_500_and_the_endpoint_serves_on() -> None:
+    import socket
+
+    import requests
+
+    from ingest.metrics import Endpoint
+
+    def broken(path: str) -> tuple[int, bytes, str]:
+        raise RuntimeError("boom")
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    endpoint = Endpoint("127.0.0.1", port, routes={"/dashboard": broken}).start()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        assert requests.get(base + "/dashboard/data.json", timeout=5).status_code == 500
+        assert requests.get(base + "/livez", timeout=5).status_code == 200
+        missing = requests.get(base + "/dashboardx", timeout=5)  # a prefix matches whole path segments only
+        assert missing.status_code == 404 and "/dashboard" in missing.text
+    finally:
+        endpoint.close()

@@ -118,6 +118,11 @@ function drawCells() {
     map.fitBounds(cellLayer.getLayers().reduce((b, layer) => b.extend(layer.getBounds()), L.latLngBounds([])), { maxZoom: 6, padding: [20, 20] });
     fitted = true;
   }
+  if (m.error) {
+    $("#map-summary").textContent = `map not drawn: ${m.error}`;
+    $("#map-summary").dataset.cells = "0";
+    return;
+  }
   $("#map-summary").textContent = cells ? `${products} products in ${cells} cells of ${m.cell_deg}°` : "no footprints catalogued yet";
   $("#map-summary").dataset.cells = String(cells);
   legend(by);
