@@ -429,6 +429,8 @@ def run_cmd(c: Context, concurrency: int | None) -> None:
 @pass_ctx
 def status_cmd(c: Context, collection: str | None, as_json: bool) -> None:
     """Products per state, watermark, harvest lag, queue, recent failures and retention per collection."""
+    from datetime import datetime
+
     from ingest.dashboard.data import status_document
     from ingest.state.db import connect
 
@@ -456,7 +458,8 @@ def status_cmd(c: Context, collection: str | None, as_json: bool) -> None:
     for p in doc["providers"]:
         line = f"provider {p['provider']}: {p['slots_held']} of {p['slots_limit']} download slots in use"
         if p["paused"]:
-            line += (f", PAUSED until {p['paused_until']} ({p['pause_remaining_s']:.0f} s)"
+            until = _when(datetime.fromisoformat(p["paused_until"]))
+            line += (f", PAUSED until {until} ({p['pause_remaining_s']:.0f} s)"
                      f" after {_pause_cause(p)}")  # fmt: skip
         click.echo(line)
     depth = doc["queue"]
