@@ -431,54 +431,46 @@ def run_cmd(c: Context, concurrency: int | None) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def status_cmd(c: Context, collection: str | None, as_json: bool) -> None:
-    """Products per state, oldest pending, watermark, last harvest and recent failures per collection."""
-    from ingest import ops
-    from ingest.adapters.queue import ProductQueue
+    """Products per state, watermark, harvest lag, queue, recent failures and retention per collection."""
+    from datetime import datetime
+
+    from ingest.dashboard.data import status_document
     from ingest.state.db import connect
 
     app = _app(c)
-    ids = [app.spec(collection).id] if collection else sorted(app.specs)
-    from ingest.quota import status as quota
-
-    names = sorted({app.specs[i].source.provider or c.settings.provider for i in ids})
+    specs = [app.spec(collection)] if collection else [app.specs[i] for i in sorted(app.specs)]
     with connect(c.settings) as conn:
-        report = ops.status(conn, ids)
-        providers = quota.read(conn, providers=names, max_downloads=c.settings.provider_max_downloads)
-    with ProductQueue(c.settings) as queue:
-        depth = queue.depth()
+        doc = status_document(conn, specs, c.settings)  # the dashboard's figures, from the same code
     if as_json:
-        _echo_json(
-            {
-                "collections": [r.to_dict() for r in report],
-                "providers": [p.as_dict() for p in providers],
-                "queue": depth,
-            }
-        )
+        _echo_json(doc)
         return
-    for r in report:
-        states = ", ".join(f"{k} {v}" for k, v in sorted(r.states.items())) or "no products"
-        click.echo(f"{r.collection}: {states}")
-        click.echo(f"  watermark {_when(r.watermark)}, last harvest {_when(r.last_harvest_at)}"
-                   f" ({r.last_harvest_found if r.last_harvest_found is not None else '-'} found),"
-                   f" oldest pending {_when(r.oldest_pending)}")  # fmt: skip
-        for f in r.recent_failures:
+    for r in doc["collections"]:
+        states = ", ".join(f"{k} {v}" for k, v in sorted(r["states"].items())) or "no products"
+        click.echo(f"{r['collection']}: {states}")
+        found = r["last_harvest_found"]
+        click.echo(f"  watermark {_when(r['watermark'])}, last harvest {_when(r['last_harvest_at'])}"
+                   f" ({found if found is not None else '-'} found),"
+                   f" oldest pending {_when(r['oldest_pending'])}")  # fmt: skip
+        for f in r["recent_failures"]:
             click.echo(f"  {f['state']:7} {f['id']}  attempt {f['attempts']}: {f['last_error']}")
-        if r.retirements_pending:
-            n, cid = r.retirements_pending, r.collection
-            click.echo(f"  retention left {n} retired product(s) unfinished: `ingest retain {cid}`")
-        if (a := r.last_audit) is not None:
-            click.echo(f"  last audit {_when(a.finished_at)}: {a.broken_items} broken item(s),"
-                       f" {a.orphan_objects} orphan object(s) in {a.items} items")  # fmt: skip
-    for p in providers:
-        line = f"provider {p.provider}: {p.slots_held} of {p.slots_limit} download slots in use"
-        if p.paused_until is not None:
-            line += f", PAUSED until {_when(p.paused_until)} ({p.remaining_s:.0f} s) after {_pause_cause(p)}"
+        if n := r["retirements_pending"]:
+            click.echo(f"  retention left {n} retired product(s) unfinished: `ingest retain {r['collection']}`")
+        if (a := r["last_audit"]) is not None:
+            click.echo(f"  last audit {_when(a['finished_at'])}: {a['broken_items']} broken item(s),"
+                       f" {a['orphan_objects']} orphan object(s) in {a['items']} items")  # fmt: skip
+    for p in doc["providers"]:
+        line = f"provider {p['provider']}: {p['slots_held']} of {p['slots_limit']} download slots in use"
+        if p["paused"]:
+            until = _when(datetime.fromisoformat(p["paused_until"]))
+            line += (f", PAUSED until {until} ({p['pause_remaining_s']:.0f} s)"
+                     f" after {_pause_cause(p)}")  # fmt: skip
         click.echo(line)
+    depth = doc["queue"]
     click.echo("queue: " + (", ".join(f"{k} {v}" for k, v in sorted(depth.items())) or "empty"))
 
 
-def _pause_cause(p: Any) -> str:
-    return (f"HTTP {p.pause_status}: " if p.pause_status else "") + (p.pause_cause or "a refusal")
+def _pause_cause(p: dict[str, Any]) -> str:
+    return (f"HTTP {p['pause_status']}: " if p["pause_status"] else "") + (p["pause_cause"] or "a refusal")
 
 
 def _when(value: Any) -> str:

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 Role = Literal["scheduler", "worker"]
 Check = Callable[[], str | None]  # None: fine; otherwise what is wrong, in one line
+Route = Callable[[str], tuple[int, bytes, str]]  # path -> status, body, content type
 
 # --------------------------------------------------------------------------- process metrics
 
@@ -293,12 +294,14 @@ def thread_alive(thread: threading.Thread) -> Check:
 
 @dataclass
 class Endpoint:
-    """``/metrics``, ``/livez`` and ``/readyz`` on one address, served by a daemon thread."""
+    """``/metrics``, ``/livez`` and ``/readyz`` on one address, served by a daemon thread; ``routes``:
+    more pages by path prefix (the scheduler's ``/dashboard``, ingest.dashboard)."""
 
     host: str
     port: int
     live: dict[str, Check] = field(default_factory=dict)
     ready: dict[str, Check] = field(default_factory=dict)
+    routes: dict[str, Route] = field(default_factory=dict)
     _server: ThreadingHTTPServer | None = None
 
     def start(self) -> Endpoint:
@@ -314,8 +317,15 @@ class Endpoint:
                     problems = run_checks(checks)
                     body = "ok\n" if not problems else "".join(f"{k}: {v}\n" for k, v in problems.items())
                     self._send(200 if not problems else 503, body.encode(), "text/plain; charset=utf-8")
+                elif route := endpoint.route_of(path):
+                    try:
+                        self._send(*route(path))
+                    except Exception:  # one bad request must not take the endpoint's thread with it
+                        log.exception("metrics endpoint: %s failed", path)
+                        self._send(500, b"internal error (logged)\n", "text/plain; charset=utf-8")
                 else:
-                    self._send(404, b"not found: /metrics, /livez, /readyz\n", "text/plain; charset=utf-8")
+                    known = ", ".join(["/metrics", "/livez", "/readyz", *endpoint.routes])
+                    self._send(404, f"not found: {known}\n".encode(), "text/plain; charset=utf-8")
 
             def _send(self, status: int, body: bytes, content_type: str) -> None:
                 self.send_response(status)
@@ -339,6 +349,9 @@ class Endpoint:
         threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
         log.info("metrics: http://%s:%d/metrics (and /livez, /readyz)", self.host, self.port)
         return self
+
+    def route_of(self, path: str) -> Route | None:
+        return next((r for p, r in self.routes.items() if path == p or path.startswith(p + "/")), None)
 
     def close(self) -> None:
         if self._server is not None:
@@ -367,19 +380,27 @@ _site_gauges = False
 
 
 def serve(
-    settings: Settings, role: Role, *, live: Mapping[str, Check] | None = None, ready: Mapping[str, Check] | None = None
+    settings: Settings,
+    role: Role,
+    *,
+    live: Mapping[str, Check] | None = None,
+    ready: Mapping[str, Check] | None = None,
+    routes: Mapping[str, Route] | None = None,
 ) -> Endpoint | None:
     """Start (or join) this process's endpoint for ``role``; None when INGEST_METRICS_PORT is 0.
 
-    The scheduler also registers the site gauges (``DatabaseCollector``). Pair with ``stop()``."""
+    The scheduler also registers the site gauges (``DatabaseCollector``). ``routes`` are in place
+    before the first request is answered. Pair with ``stop()``."""
     global _endpoint, _users, _site_gauges
     if settings.metrics_port == 0:
         return None
     with _lock:
-        if _endpoint is None:
-            _endpoint = Endpoint(settings.metrics_host, settings.metrics_port).start()
-        _endpoint.live.update({f"{role}:{k}": v for k, v in (live or {}).items()})
-        _endpoint.ready.update({f"{role}:{k}": v for k, v in (ready or {}).items()})
+        fresh = _endpoint is None
+        endpoint = _endpoint or Endpoint(settings.metrics_host, settings.metrics_port)
+        endpoint.live.update({f"{role}:{k}": v for k, v in (live or {}).items()})
+        endpoint.ready.update({f"{role}:{k}": v for k, v in (ready or {}).items()})
+        endpoint.routes.update(routes or {})
+        _endpoint = endpoint.start() if fresh else endpoint
         if role == "scheduler" and not _site_gauges:
             from ingest.state.machine import State
 

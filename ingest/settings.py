@@ -320,6 +320,11 @@ class Settings(BaseSettings):
     metrics_host: str = Field(
         default="127.0.0.1", description="Address the metrics endpoint listens on (0.0.0.0 in a container)."
     )
+    dashboard_cache_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="The scheduler's /dashboard/data.json is built at most once per this many seconds.",
+    )
 
     @field_validator("log_level")
     @classmethod

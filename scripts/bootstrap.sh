@@ -39,3 +39,10 @@ if [[ ! -f tests/oidc/node_modules/.package-lock.json || tests/oidc/package-lock
   echo "==> npm ci (tests/oidc: the OpenID provider of the access tests)"
   npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
 fi
+
+# the operator dashboard's map (Leaflet, a Natural Earth outline; locked in ingest/dashboard/npm/package-lock.json),
+# served by the scheduler's endpoint: nothing comes from a CDN
+if [[ ! -f ingest/dashboard/npm/node_modules/.package-lock.json || ingest/dashboard/npm/package-lock.json -nt ingest/dashboard/npm/node_modules/.package-lock.json ]]; then
+  echo "==> npm ci (ingest/dashboard/npm: the dashboard's map library)"
+  npm ci --prefix ingest/dashboard/npm --no-audit --no-fund --loglevel=error
+fi

@@ -70,6 +70,7 @@ Look at the catalogue (items in pgstac, COGs in the local S3):
   .venv/bin/ingest status
   .venv/bin/ingest products show <product id>
   .venv/bin/ingest serve                 # the STAC API: http://127.0.0.1:8080/collections
+  INGEST_METRICS_PORT=9464 .venv/bin/ingest run   # the daemon; its dashboard: http://127.0.0.1:9464/dashboard/
   source .stack/stack.env
   psql "$INGEST_DATABASE_URL" -c "select collection, id, datetime from pgstac.items order by datetime"
 Run it again: only new products are fetched (the provider's catalogue is kept in .work/provider;

@@ -65,13 +65,13 @@ def ensure_schema(dsn: str) -> bool:
     from procrastinate.schema import SchemaManager
 
     with connect(dsn=dsn, autocommit=True) as conn:
-        if _has_schema(conn):
+        if has_schema(conn):
             return False
         conn.execute(SchemaManager.get_schema())
     return True
 
 
-def _has_schema(conn: psycopg.Connection) -> bool:
+def has_schema(conn: psycopg.Connection) -> bool:
     row = conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL").fetchone()
     return bool(row and row[0])
 
@@ -80,7 +80,7 @@ def job_counts(conn: psycopg.Connection, statuses: Iterable[str] | None = None) 
     """Product jobs per status (todo, doing, succeeded, failed, ...), only ``statuses`` when given
     (the finished ones pile up: a frequent reader asks for todo and doing only); empty before the
     queue's schema exists."""
-    if not _has_schema(conn):
+    if not has_schema(conn):
         return {}
     wanted = list(statuses) if statuses is not None else None
     rows = conn.execute(

@@ -38,6 +38,8 @@ from ingest import metrics
 from ingest.collections import CollectionSpec
 from ingest.daemon import shutdown
 from ingest.daemon.leader import LeaderLock
+from ingest.dashboard.http import PREFIX as DASHBOARD
+from ingest.dashboard.http import Dashboard
 from ingest.errors import DatabaseUnavailable, IngestError, first_line
 from ingest.settings import Settings, scrub
 from ingest.state import repo
@@ -386,11 +388,13 @@ def run_scheduler(settings: Settings, *, stop: threading.Event | None = None, in
     _publish_changed(settings, list(specs.values()))
     lock = LeaderLock(settings.require_database_url(), LOCK_NAME, connect_timeout_s=settings.db_connect_timeout_s)
     # --- operating (issue 8): /metrics with the site gauges, /livez, /readyz; off when INGEST_METRICS_PORT=0
+    # and the operator dashboard beside the site gauges (scheduler only, as they are: ingest.dashboard)
     endpoint = metrics.serve(
         settings,
         "scheduler",
         live={"loop": metrics.thread_alive(threading.current_thread())},
         ready={"database": metrics.database_check(settings)},
+        routes={DASHBOARD: Dashboard(settings, ttl_s=settings.dashboard_cache_s).route},
     )
     metrics.leader_gauge(lambda: lock.held)
     # ---
