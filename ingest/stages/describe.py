@@ -16,12 +16,13 @@ What happens to each asset stactools makes (``treatment``):
   S1 ``vv``/``vh``. They become COGs, resampled per band kind (``spec.cog.kind_of``).
 * **as-is** - role ``metadata`` (``safe_manifest``, ``product_metadata``, ``granule_metadata``,
   ``datastrip_metadata``, ``inspire_metadata``; S1 ``safe-manifest``, ``schema-product-*``,
-  ``schema-calibration-*``, ``schema-noise-*``) and the small preview images (role ``overview`` /
-  ``thumbnail``: S2 PVI JPEG 2000, S1 ``quick-look.png``). Previews are not converted: they are a few
-  hundred KB, browsers show the PNG directly, and the collections' ``item_assets`` advertise them in
-  their original types. A file stactools links but the product lacks is left out (see below).
-* **drop** - anything else, and in ``finalize_item`` every asset that was not stored: an item never
-  points at a local or missing file.
+  ``schema-calibration-*``, ``schema-noise-*``) and the S2 preview (role ``overview``: the PVI JPEG
+  2000, a few hundred KB, advertised by the collections' ``item_assets`` in its original type). A file
+  stactools links but the product lacks is left out (see below).
+* **drop** - stactools' ``thumbnail`` (S1 ``quick-look.png``): the pipeline replaces it with the PNG
+  ``ingest.stages.preview`` makes (from the quick-look, downscaled), uploaded beside the COGs; anything
+  else; and in ``finalize_item`` every asset that was not stored: an item never points at a local or
+  missing file.
 
 Hrefs: ``StoredObject.href`` (``s3://bucket/key``). When the store has a public base URL the https form
 is the href and the s3 form is kept as ``alternate.s3.href`` - the layout of the alternate-assets
@@ -123,7 +124,7 @@ SOFTWARE = "eo-ingest"
 
 Treatment = Literal["convert", "as_is", "drop"]
 
-_PREVIEW_ROLES = frozenset({"overview", "thumbnail"})
+_PREVIEW_ROLES = frozenset({"overview"})
 _RASTER_ROLES = frozenset({"data", "visual"})
 _RASTER_TYPES = ("image/jp2", "image/tiff")
 _RASTER_SUFFIXES = (".jp2", ".tif", ".tiff")
@@ -241,6 +242,8 @@ def _resolves_under(href: str, top: Path) -> bool:
 def treatment(asset: pystac.Asset) -> Treatment:
     """Convert to COG, upload as it is, or drop (see the module docstring for the rules)."""
     roles = set(asset.roles or [])
+    if "thumbnail" in roles:
+        return "drop"  # ingest.stages.preview makes the thumbnail; the pipeline uploads it
     if roles & _PREVIEW_ROLES:
         return "as_is"
     if roles & _RASTER_ROLES and _is_raster(asset):
