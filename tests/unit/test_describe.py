@@ -284,7 +284,8 @@ def test_generated_product_is_equivalent_in_shape_to_the_real_one(products: dict
 
     doc, _ = finalize(item, cogs_from_rasters(item, spec_))
     want = golden(GENERATED_LIKE[kind])
-    assert set(doc["assets"]) == set(item.assets)  # a complete product: nothing dropped
+    # a complete product: nothing dropped but stactools' thumbnail, which ingest.stages.preview replaces
+    assert set(doc["assets"]) == set(item.assets) - {"thumbnail"}
     assert set(doc["assets"]) >= set(want["assets"])  # everything the real item has, with the same type and roles
     for key, asset in want["assets"].items():
         assert (doc["assets"][key]["type"], doc["assets"][key]["roles"]) == (asset["type"], asset["roles"]), key
@@ -325,7 +326,8 @@ def test_raster_sources_l1c_and_s1(products: dict[str, Path]) -> None:
     s1 = describe.raster_sources(item, spec_)
     assert sorted((s.asset_key, s.kind) for s in s1) == [("vh", "backscatter"), ("vv", "backscatter")]
     assert all(s.path.parent.name == "measurement" and s.path.suffix == ".tiff" for s in s1)
-    assert describe.treatment(item.assets["thumbnail"]) == "as_is"  # uploaded unchanged, never converted
+    # stactools' quick-look link: ingest.stages.preview makes the thumbnail from it, the pipeline uploads that
+    assert describe.treatment(item.assets["thumbnail"]) == "drop"
 
 
 def test_raster_sources_refuses_a_product_missing_its_bands() -> None:
@@ -370,8 +372,7 @@ def test_metadata_files_s1(products: dict[str, Path]) -> None:
     assert {media for _, media in real.values()} == {"application/xml"} and len(real) == 7
     item, _ = generated(products, "s1")
     files = by_key(describe.metadata_files(item), products["s1"])
-    assert set(files) == set(real) | {"thumbnail"}
-    assert files["thumbnail"] == ("preview/quick-look.png", "image/png")
+    assert set(files) == set(real)  # the quick-look is not uploaded as it is (ingest.stages.preview)
 
 
 # --------------------------------------------------------------------------- finalize_item
@@ -537,7 +538,7 @@ def test_finalize_s1_gcp_cogs_carry_their_own_grid(products: dict[str, Path]) ->
         assert "proj:transform" not in asset and "proj:bbox" not in asset and "proj:code" not in asset
         assert asset["raster:bands"] == [{"data_type": "uint16"}]
         assert asset["eo:bands"][0]["name"] == key.upper()
-    assert doc["assets"]["thumbnail"]["type"] == "image/png"
+    assert "thumbnail" not in doc["assets"]  # made and stored by the pipeline (ingest.stages.preview)
     assert props["processing:level"] == "L1" and "ingest:processing_baseline" not in props
     assert describe.RASTER_EXT in doc["stac_extensions"]
 
