@@ -416,7 +416,7 @@ def _thumbnail(
     item: pystac.Item, cogs: Sequence[CogResult], work: Path, collection: str, product_id: str
 ) -> preview.Thumbnail:
     """The item's thumbnail (``ingest.stages.preview``); a product without one is catalogued all the same,
-    the reason in a log line and in the convert event (``ingest status``, the product's history)."""
+    the reason in a log line and in the convert event (its history: ``ingest products show``)."""
     thumb = preview.make_thumbnail(item, cogs, work / "preview", product_id)
     preview.attach(item, thumb)
     if thumb.file is None:

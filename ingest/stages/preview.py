@@ -32,7 +32,7 @@ import numpy.typing as npt
 import pystac
 import rasterio
 from rasterio.enums import Resampling
-from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.errors import NotGeoreferencedWarning
 
 from ingest.stages.artifacts import CogResult, MetadataFile
 
@@ -98,7 +98,7 @@ def make_thumbnail(item: pystac.Item, cogs: Sequence[CogResult], dest_dir: Path,
     try:
         rgba = _read(source)
         _write_png(out, rgba)
-    except (RasterioError, OSError, ValueError) as exc:
+    except Exception as exc:  # GDAL raises CPLE_* types too: a preview never fails a product
         out.unlink(missing_ok=True)
         cause = " ".join(str(exc).replace(str(source.path), source.path.name).split())[:200]
         return Thumbnail(None, f"{source.kind} {source.path.name} cannot be read: {cause}", source)
