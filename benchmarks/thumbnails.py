@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SENSING = datetime(2026, 3, 1, 10, 0, 0)
 
 
-def measure(safe: Path, collection: str, work: Path, repeat: int) -> tuple[float, float, tuple[int, int] | None]:
+def measure(safe: Path, collection: str, work: Path, repeat: int) -> tuple[float, float, str]:
     spec = load_spec(ROOT / "collections" / f"{collection}.yaml")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -38,15 +38,15 @@ def measure(safe: Path, collection: str, work: Path, repeat: int) -> tuple[float
     t0 = time.perf_counter()
     cogs = convert_product(describe.raster_sources(item, spec), work / "cog", spec.cog)
     converted = time.perf_counter() - t0
-    times, shape = [], None
+    times, made = [], ""
     for n in range(repeat):
         t0 = time.perf_counter()
         thumb = preview.make_thumbnail(item, cogs, work / f"preview-{n}", safe.name)
         times.append(time.perf_counter() - t0)
         if thumb.file is None:
             raise SystemExit(f"{safe.name}: no thumbnail: {thumb.note}")
-        shape = thumb.shape
-    return converted, statistics.median(times), shape
+        made = f"{thumb.shape}, {thumb.file.path.stat().st_size / 1024:.0f} KB"
+    return converted, statistics.median(times), made
 
 
 def main() -> None:
@@ -55,7 +55,9 @@ def main() -> None:
     parser.add_argument("--s1-samples", default="2614,13072")
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    print(f"{'product':<28} {'convert s':>10} {'thumbnail s (median)':>21} {'ratio':>8}  thumbnail px")
+    print(
+        f"{'product':<28} {'convert s':>10} {'thumbnail s (median)':>21} {'ratio':>8}  thumbnail (rows, cols), PNG size"
+    )
     for size in (int(s) for s in args.s2_sizes.split(",") if s):
         work = Path(tempfile.mkdtemp(prefix="bench-thumb-"))
         try:

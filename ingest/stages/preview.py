@@ -12,7 +12,7 @@ Source, in this order (``thumbnail_source``, pure):
   would be a second rendering of the same thing to maintain, so a GRD without a usable quick-look gets
   no thumbnail.
 
-Output: PNG (lossless, alpha for nodata; a 512 px true-colour thumbnail is some 200-400 KB), at most
+Output: PNG (lossless, and alpha for nodata, which JPEG lacks; size in benchmarks/thumbnails.py), at most
 ``MAX_SIZE`` px on its long side, never upscaled. A product with neither source, or with a source
 that cannot be decoded (a garbage quick-look), gets no thumbnail: ``make_thumbnail`` returns the
 reason and the pipeline records it; a preview never makes a product invalid.
