@@ -30,6 +30,16 @@ def gateway_url(base_url: str, collection: str, item_id: str, key: str) -> str:
     return f"{base_url.rstrip('/')}/collections/{c}/items/{i}/assets/{k}"
 
 
+def serves_any(item: object, bucket: str, only: Collection[str]) -> bool:
+    """Whether ``rewrite_item(..., only=only)`` would change an asset of ``item``."""
+    assets = item.get("assets") if isinstance(item, Mapping) else None
+    return isinstance(assets, Mapping) and any(
+        isinstance(a, Mapping) and str(a.get("href", "")).startswith(f"s3://{bucket}/")
+        for k, a in assets.items()
+        if k in only
+    )
+
+
 def rewrite_item(
     item: Mapping[str, Any],
     *,

@@ -154,6 +154,8 @@ class _Client(CoreCrudClient):  # type: ignore[misc]
         gw = self.gateway
         if not ids or gw is None:
             return
+        if gw.only is not None and not any(hrefs.serves_any(f, gw.bucket, gw.only) for f in features):
+            return  # the gateway is off and nothing here is an s3:// thumbnail: no policy to look up
         async with request.app.state.get_connection(request, "r") as conn:
             rows = await conn.fetch(_POLICIES_SQL, ids)
         protected = {r[0]: _protected(r[1]) for r in rows}
