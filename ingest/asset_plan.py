@@ -12,6 +12,9 @@ In a collection file::
 * ``keep``: uploaded as it is, with its media type, ``file:size`` and ``file:checksum``.
 * ``drop``: not uploaded, not in the item, not in the collection's ``item_assets``.
 
+The ``thumbnail`` is the pipeline's own (ingest.stages.preview, from the product's true-colour image or
+quick-look): an exact ``thumbnail: drop`` turns it off; no other rule, glob or not, applies to it.
+
 Precedence: an asset key named exactly wins; otherwise the first glob that matches, in the file's
 order (a YAML mapping keeps it); a key no rule names keeps the default treatment (by role: data and
 visual rasters converted, metadata and previews kept, anything else dropped). First match rather than
@@ -28,6 +31,7 @@ from typing import Any, Literal
 Action = Literal["cog", "keep", "drop"]
 
 DATA_ROLES = frozenset({"data", "visual"})
+THUMBNAIL_KEY = "thumbnail"  # made by the pipeline (ingest.stages.preview): a plan can only drop it
 _GLOB_CHARS = frozenset("*?[")
 _RASTER_TYPES = ("image/tiff", "image/jp2")
 
@@ -63,6 +67,10 @@ def problems(plan: Mapping[str, Action], item_assets: Mapping[str, Mapping[str, 
     data = [k for k, v in item_assets.items() if DATA_ROLES & set(v.get("roles") or [])]
     if data and not any(rule_for(plan, k) != "drop" for k in data):
         out.append(f"drops every data asset ({', '.join(sorted(data))}): an item would have no data")
+    if (rule := plan.get(THUMBNAIL_KEY)) not in (None, "drop"):
+        out.append(
+            f"{THUMBNAIL_KEY}: made by the pipeline from the product's preview; '{rule}' does not apply, only 'drop'"
+        )
     for key, asset in item_assets.items():
         media = str(asset.get("type") or "")
         if rule_for(plan, key) == "cog" and media and not media.startswith(_RASTER_TYPES):

@@ -29,15 +29,16 @@ import pystac
 from ingest import metrics
 from ingest.adapters import pgstac
 from ingest.adapters.s3 import ObjectStore
+from ingest.asset_plan import THUMBNAIL_KEY
 from ingest.catalog import loading
 from ingest.collections import CollectionSpec
 from ingest.errors import DatabaseUnavailable, IngestError, InvalidProduct, ProductOffline, StateConflict
 from ingest.quota.errors import ProviderLimited
 from ingest.retry import RetryPolicy, decide
 from ingest.settings import Settings, scrub
-from ingest.stages import convert, describe
+from ingest.stages import convert, describe, preview
 from ingest.stages.acquire import Downloader, acquire
-from ingest.stages.artifacts import Provenance, ProviderProduct, StorageAccess
+from ingest.stages.artifacts import CogResult, Provenance, ProviderProduct, StorageAccess
 from ingest.stages.unpack import UnpackLimits
 from ingest.stages.upload import upload_product
 from ingest.state import repo
@@ -261,11 +262,16 @@ def process(
             describe.raster_sources(item, spec), work / "cog", spec.cog, workers=settings.convert_workers
         )
         cog_bytes = sum(c.size for c in cogs)
+        thumb = _thumbnail(item, cogs, work, spec, product_id)
         advance(
             State.CONVERTED,
-            f"{len(cogs)} COGs, {cog_bytes} bytes",
-            {"cogs": len(cogs), "bytes": cog_bytes, "s": round(time.monotonic() - t0, 3)},
-        )
+            f"{len(cogs)} COGs, {cog_bytes} bytes; "
+            + (f"thumbnail {thumb.note}" if thumb.file else f"no thumbnail: {thumb.note}"),
+            {
+                "cogs": len(cogs), "bytes": cog_bytes, "s": round(time.monotonic() - t0, 3),
+                **({"thumbnail_s": round(thumb.seconds, 3)} if thumb.file else {"no_thumbnail": thumb.note}),
+            },
+        )  # fmt: skip
 
         t0 = time.monotonic()
         stored = upload_product(
@@ -274,6 +280,7 @@ def process(
             item_id=item.id,
             cogs=cogs,
             metadata=describe.metadata_files(item, spec),
+            previews=[thumb.file] if thumb.file else [],
             force=force,
             workers=settings.upload_workers,
         )
@@ -404,6 +411,25 @@ def _replace_older(
         db.run(lambda c, _: reprocessing.after_catalogued(c, settings, services.store, spec, product_id, item_id))
     except Exception as exc:  # the product is catalogued whatever happens here
         log.error("%s: older processings not retired: %s", product_id, exc, extra={"collection": spec.id})
+
+
+def _thumbnail(
+    item: pystac.Item, cogs: Sequence[CogResult], work: Path, spec: CollectionSpec, product_id: str
+) -> preview.Thumbnail:
+    """The item's thumbnail (``ingest.stages.preview``); a product without one is catalogued all the same,
+    the reason in a log line and in the convert event (its history: ``ingest products show``)."""
+    if spec.assets.get(THUMBNAIL_KEY) == "drop":  # the operator's choice: no reason to warn about
+        thumb = preview.Thumbnail(None, "the collection's asset plan drops it", None)
+        preview.attach(item, thumb)
+        return thumb
+    thumb = preview.make_thumbnail(item, cogs, work / "preview", product_id)
+    preview.attach(item, thumb)
+    if thumb.file is None:
+        log.warning(
+            "%s: no thumbnail: %s", product_id, thumb.note,
+            extra={"product_id": product_id, "collection": spec.id, "stage": "convert", "outcome": "no thumbnail"},
+        )  # fmt: skip
+    return thumb
 
 
 def _left(

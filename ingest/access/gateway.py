@@ -15,12 +15,18 @@
 
 The policy is checked before the item is looked up, so a protected collection says nothing about its
 items to a caller without a token.
+
+With the gateway off, ``ingest serve`` still answers this route for the ``thumbnail`` asset alone
+(``only``): an ``s3://`` thumbnail is nothing a browser can show, and the thumbnail needs what the
+collection's other assets need. A browser's ``<img>`` follows the 307 (no CORS involved); the store
+answers with the object's ``Content-Type`` (``image/png``, set at upload).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Collection
 from datetime import UTC
 from email.utils import format_datetime
 from typing import Any
@@ -89,7 +95,8 @@ def object_key(href: str, store: ObjectStore, collection: str, item_id: str) -> 
     return key
 
 
-def add_gateway(app: FastAPI, settings: Settings) -> None:
+def add_gateway(app: FastAPI, settings: Settings, *, only: Collection[str] | None = None) -> None:
+    """The route; ``only``: the asset keys it answers for (None: every asset), others are 404."""
     verifier = Verifier.from_settings(settings)
     store = ObjectStore.from_settings(settings)
     public_endpoint = settings.s3_public_endpoint_url or settings.s3_endpoint_url or None
@@ -98,6 +105,8 @@ def add_gateway(app: FastAPI, settings: Settings) -> None:
     async def asset(
         request: Request, collection_id: str = _segment(), item_id: str = _segment(), asset_key: str = _segment()
     ) -> Response:
+        if only is not None and asset_key not in only:
+            return _problem(404, f"asset {asset_key} is not served here (only {', '.join(sorted(only))})")
         async with get_connection(request) as conn:
             row = await conn.fetchrow(_COLLECTION_SQL, collection_id)
         if row is None:

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -30,10 +30,29 @@ def gateway_url(base_url: str, collection: str, item_id: str, key: str) -> str:
     return f"{base_url.rstrip('/')}/collections/{c}/items/{i}/assets/{k}"
 
 
+def serves_any(item: object, bucket: str, only: Collection[str]) -> bool:
+    """Whether ``rewrite_item(..., only=only)`` would change an asset of ``item``."""
+    assets = item.get("assets") if isinstance(item, Mapping) else None
+    return isinstance(assets, Mapping) and any(
+        isinstance(a, Mapping) and str(a.get("href", "")).startswith(f"s3://{bucket}/")
+        for k, a in assets.items()
+        if k in only
+    )
+
+
 def rewrite_item(
-    item: Mapping[str, Any], *, base_url: str, bucket: str, protected: bool, discovery_urls: Sequence[str]
+    item: Mapping[str, Any],
+    *,
+    base_url: str,
+    bucket: str,
+    protected: bool,
+    discovery_urls: Sequence[str],
+    only: Collection[str] | None = None,
 ) -> dict[str, Any]:
-    """``item`` as served through the gateway (``protected``: its collection's policy is not public)."""
+    """``item`` as served through the gateway (``protected``: its collection's policy is not public).
+
+    ``only``: rewrite these asset keys alone, and only when their href is ``s3://`` (the gateway is off
+    and answers for them: an https href is reachable as it is)."""
     out = copy.deepcopy(dict(item))
     collection, item_id = out.get("collection"), out.get("id")
     if not isinstance(collection, str) or not isinstance(item_id, str):
@@ -41,6 +60,8 @@ def rewrite_item(
     refs = list(schemes(discovery_urls)) if protected else []
     for key, asset in (out.get("assets") or {}).items():
         if not isinstance(asset, dict):
+            continue
+        if only is not None and (key not in only or not str(asset.get("href", "")).startswith("s3://")):
             continue
         s3 = (asset.get("alternate") or {}).get("s3", {}).get("href") or asset.get("href")
         if not isinstance(s3, str) or not s3.startswith(f"s3://{bucket}/"):

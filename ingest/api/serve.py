@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 # keys of stac-fastapi-pgstac's extension maps (models/extensions.py); "collection_search" turns on
 # /collections search, where "free_text" applies (its search map has no free-text entry)
 ENABLED_EXTENSIONS = ("query", "sort", "fields", "filter", "pagination", "collection_search", "free_text")
+THUMBNAIL_KEY = "thumbnail"  # ingest.stages.preview.ASSET_KEY (not imported: it pulls in rasterio)
 APPLICATION_NAME = "ingest-serve"  # how the API's sessions show in pg_stat_activity
 
 # stac-fastapi 7 announces sort v1.1.0 only; pystac-client 0.9 recognises v1.0.x only and warns that
@@ -104,6 +105,7 @@ class GatewayView:
 
     bucket: str
     discovery_urls: tuple[str, ...]
+    only: tuple[str, ...] | None = None  # the gateway is off: it serves these assets (thumbnails) alone
 
 
 _POLICIES_SQL = "SELECT id, content -> 'ingest:access' FROM pgstac.collections WHERE id = ANY($1::text[])"
@@ -152,6 +154,8 @@ class _Client(CoreCrudClient):  # type: ignore[misc]
         gw = self.gateway
         if not ids or gw is None:
             return
+        if gw.only is not None and not any(hrefs.serves_any(f, gw.bucket, gw.only) for f in features):
+            return  # the gateway is off and nothing here is an s3:// thumbnail: no policy to look up
         async with request.app.state.get_connection(request, "r") as conn:
             rows = await conn.fetch(_POLICIES_SQL, ids)
         protected = {r[0]: _protected(r[1]) for r in rows}
@@ -159,7 +163,7 @@ class _Client(CoreCrudClient):  # type: ignore[misc]
         found["features"] = [
             hrefs.rewrite_item(
                 f, base_url=base, bucket=gw.bucket, protected=protected.get(f.get("collection"), True),
-                discovery_urls=gw.discovery_urls,
+                discovery_urls=gw.discovery_urls, only=gw.only,
             )
             if isinstance(f, dict) else f
             for f in features
@@ -268,11 +272,9 @@ def build_app(settings: Settings) -> FastAPI:
 
     limits = Limits.from_settings(settings)
     # instantiate_api builds the client itself: the limits ride on a subclass
-    gateway = (
-        GatewayView(settings.s3_bucket, tuple(i.discovery_url for i in settings.oidc_issuers))
-        if settings.asset_gateway
-        else None
-    )
+    # without the gateway, thumbnails still go through its route: an s3:// href is nothing a browser shows
+    only = None if settings.asset_gateway else (THUMBNAIL_KEY,)
+    gateway = GatewayView(settings.s3_bucket, tuple(i.discovery_url for i in settings.oidc_issuers), only)
     client = type("Client", (_Client,), {"limits": limits, "harvesting": harvesting(settings), "gateway": gateway})
     api = instantiate_api(
         client=client, extensions=_extensions(stac_settings), settings=stac_settings, lifespan=lifespan
@@ -286,8 +288,7 @@ def build_app(settings: Settings) -> FastAPI:
     _add_healthz(app)
     add_deleted_items(app, settle_s=settings.api_deletions_settle_s)
     add_policies(app)
-    if settings.asset_gateway:
-        add_gateway(app, settings)
+    add_gateway(app, settings, only=only)
     errors.install(app, statement_timeout_s=settings.api_statement_timeout_s)
     # added last, so outermost: it sees the request before stac-fastapi's middlewares and routes
     app.add_middleware(Guard, limits=limits, body_timeout_s=settings.api_body_timeout_s)

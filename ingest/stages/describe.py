@@ -18,12 +18,13 @@ its key (``assets:`` in the collection file, ``ingest.asset_plan``: ``cog`` conv
   S1 ``vv``/``vh``. They become COGs, resampled per band kind (``spec.cog.kind_of``).
 * **as-is** - role ``metadata`` (``safe_manifest``, ``product_metadata``, ``granule_metadata``,
   ``datastrip_metadata``, ``inspire_metadata``; S1 ``safe-manifest``, ``schema-product-*``,
-  ``schema-calibration-*``, ``schema-noise-*``) and the small preview images (role ``overview`` /
-  ``thumbnail``: S2 PVI JPEG 2000, S1 ``quick-look.png``). Previews are not converted: they are a few
-  hundred KB, browsers show the PNG directly, and the collections' ``item_assets`` advertise them in
-  their original types. A file stactools links but the product lacks is left out (see below).
-* **drop** - anything else, and in ``finalize_item`` every asset that was not stored: an item never
-  points at a local or missing file.
+  ``schema-calibration-*``, ``schema-noise-*``) and the S2 preview (role ``overview``: the PVI JPEG
+  2000, a few hundred KB, advertised by the collections' ``item_assets`` in its original type). A file
+  stactools links but the product lacks is left out (see below).
+* **drop** - stactools' ``thumbnail`` (S1 ``quick-look.png``): the pipeline replaces it with the PNG
+  ``ingest.stages.preview`` makes (from the quick-look, downscaled), uploaded beside the COGs; anything
+  else; and in ``finalize_item`` every asset that was not stored: an item never points at a local or
+  missing file.
 
 Hrefs: ``StoredObject.href`` (``s3://bucket/key``). When the store has a public base URL the https form
 is the href and the s3 form is kept as ``alternate.s3.href`` - the layout of the alternate-assets
@@ -97,6 +98,7 @@ from typing import Any, Literal
 
 import pystac
 
+from ingest.asset_plan import THUMBNAIL_KEY
 from ingest.collections import CollectionSpec
 from ingest.errors import ConfigError, IngestError, InvalidProduct
 from ingest.stac_validation import validate_item
@@ -125,7 +127,7 @@ SOFTWARE = "eo-ingest"
 
 Treatment = Literal["convert", "as_is", "drop"]
 
-_PREVIEW_ROLES = frozenset({"overview", "thumbnail"})
+_PREVIEW_ROLES = frozenset({"overview"})
 _RASTER_ROLES = frozenset({"data", "visual"})
 _RASTER_TYPES = ("image/jp2", "image/tiff")
 _RASTER_SUFFIXES = (".jp2", ".tif", ".tiff")
@@ -243,6 +245,9 @@ def _resolves_under(href: str, top: Path) -> bool:
 def treatment(key: str, asset: pystac.Asset, spec: CollectionSpec) -> Treatment:
     """Convert to COG, upload as it is, or drop: the collection's asset plan for ``key`` when it has a
     rule, else the default by role (module docstring)."""
+    roles = set(asset.roles or [])
+    if "thumbnail" in roles or key == THUMBNAIL_KEY:
+        return "drop"  # ingest.stages.preview makes the thumbnail (unless the plan drops it); the pipeline uploads it
     rule = spec.asset_rule(key)
     if rule == "cog":
         return "convert"
@@ -250,7 +255,6 @@ def treatment(key: str, asset: pystac.Asset, spec: CollectionSpec) -> Treatment:
         return "as_is"
     if rule == "drop":
         return "drop"
-    roles = set(asset.roles or [])
     if roles & _PREVIEW_ROLES:
         return "as_is"
     if roles & _RASTER_ROLES and _is_raster(asset):

@@ -4,7 +4,9 @@ Names under the item prefix ``{prefix}/{collection}/{item_id}/`` (the prefix is 
 
 * COGs: ``{asset_key}.tif`` (e.g. ``B04_10m.tif``);
 * metadata files: ``metadata/{asset_key}{suffix}`` (e.g. ``metadata/product_metadata.xml``,
-  ``metadata/safe_manifest.safe``).
+  ``metadata/safe_manifest.safe``);
+* images we made for browsers: ``{asset_key}{suffix}`` beside the COGs (``thumbnail.png``,
+  ``ingest.stages.preview``).
 
 Asset keys are unique within an item (checked here), so names cannot collide, and a metadata file can
 never shadow a COG. The asset key, not the SAFE-relative path, names a metadata object: it is what the
@@ -54,7 +56,13 @@ def metadata_name(asset_key: str, path: Path) -> str:
     return f"metadata/{check_segment(asset_key, 'asset key')}{path.suffix.lower()}"
 
 
-def plan_upload(cogs: Sequence[CogResult], metadata: Sequence[MetadataFile]) -> list[PlannedObject]:
+def preview_name(asset_key: str, path: Path) -> str:
+    return f"{check_segment(asset_key, 'asset key')}{path.suffix.lower()}"
+
+
+def plan_upload(
+    cogs: Sequence[CogResult], metadata: Sequence[MetadataFile], previews: Sequence[MetadataFile] = ()
+) -> list[PlannedObject]:
     """The objects of one product, COGs first, in input order; refuses duplicate or unsafe asset keys."""
     planned = [
         PlannedObject(c.asset_key, c.path, cog_name(c.asset_key), COG_MEDIA_TYPE, c.sha256, c.size) for c in cogs
@@ -62,6 +70,10 @@ def plan_upload(cogs: Sequence[CogResult], metadata: Sequence[MetadataFile]) -> 
     planned += [
         PlannedObject(m.asset_key, m.path, metadata_name(m.asset_key, m.path), m.media_type, None, None)
         for m in metadata
+    ]
+    planned += [
+        PlannedObject(m.asset_key, m.path, preview_name(m.asset_key, m.path), m.media_type, None, None)
+        for m in previews
     ]
     seen: set[str] = set()
     for p in planned:
@@ -86,11 +98,12 @@ def upload_product(
     item_id: str,
     cogs: Sequence[CogResult],
     metadata: Sequence[MetadataFile],
+    previews: Sequence[MetadataFile] = (),
     force: bool = False,
     workers: int = DEFAULT_WORKERS,
 ) -> dict[str, StoredObject]:
     """Upload (or confirm unchanged) every file of a product; the result is keyed by asset key."""
-    planned = plan_upload(cogs, metadata)
+    planned = plan_upload(cogs, metadata, previews)
     keys = {p.asset_key: store.item_key(collection, item_id, p.name) for p in planned}  # validates ids first
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="upload") as pool:

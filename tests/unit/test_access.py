@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import ValidationError
 
 from ingest.access.gateway import object_key
-from ingest.access.hrefs import AUTH_EXT, rewrite_item
+from ingest.access.hrefs import AUTH_EXT, rewrite_item, serves_any
 from ingest.access.policy import AccessPolicy, Decision, decide
 from ingest.access.tokens import InvalidToken, IssuerUnavailable, Verifier
 from ingest.adapters.s3 import ObjectStore
@@ -261,3 +261,22 @@ def test_the_published_policy_is_the_files() -> None:
     entitled = spec.model_copy(update={"access": AccessPolicy(policy="entitlements", entitlements=(VO,))})
     doc = entitled.stac_collection()
     assert AccessPolicy.from_published(doc["ingest:access"]) == entitled.access
+
+
+def test_without_the_gateway_only_s3_thumbnails_are_rewritten() -> None:
+    s3 = "s3://bkt/ingest/c/i/"
+    item = {
+        "id": "i", "collection": "c",
+        "assets": {"thumbnail": {"href": s3 + "thumbnail.png"}, "blue": {"href": s3 + "blue.tif"}},
+    }  # fmt: skip
+    assert serves_any(item, "bkt", ("thumbnail",)) and not serves_any(item, "other", ("thumbnail",))
+    out = rewrite_item(item, base_url="https://api/", bucket="bkt", protected=False, discovery_urls=[],
+                       only=("thumbnail",))  # fmt: skip
+    assert out["assets"]["thumbnail"]["href"] == "https://api/collections/c/items/i/assets/thumbnail"
+    assert out["assets"]["thumbnail"]["alternate"]["s3"]["href"] == s3 + "thumbnail.png"
+    assert out["assets"]["blue"] == {"href": s3 + "blue.tif"}
+    public = {**item, "assets": {"thumbnail": {"href": "https://cdn/t.png", "alternate": {"s3": {"href": s3}}}}}
+    assert not serves_any(public, "bkt", ("thumbnail",))  # an https thumbnail is shown as it is
+    kept = rewrite_item(public, base_url="https://api/", bucket="bkt", protected=False, discovery_urls=[],
+                        only=("thumbnail",))  # fmt: skip
+    assert kept["assets"] == public["assets"]

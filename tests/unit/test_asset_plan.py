@@ -60,6 +60,13 @@ def test_cog_for_an_asset_that_is_not_a_raster_cannot_stand() -> None:
     assert asset_plan.problems({"red*": "cog", "measurement": "keep"}, ITEM_ASSETS) == []
 
 
+def test_the_thumbnail_is_the_pipelines_a_plan_can_only_drop_it() -> None:
+    assert asset_plan.problems({"thumbnail": "drop"}, ITEM_ASSETS) == []
+    wrong = asset_plan.problems({"thumbnail": "keep"}, ITEM_ASSETS)
+    assert len(wrong) == 1 and wrong[0].startswith("thumbnail: made by the pipeline")
+    assert asset_plan.problems({"*": "keep"}, ITEM_ASSETS) == []  # globs do not reach it
+
+
 def _write(tmp_path: Path, assets: dict[str, Any], name: str = "sentinel-2-l2a") -> Path:
     doc = yaml.safe_load((COLLECTIONS / f"{name}.yaml").read_text())
     doc["assets"] = assets

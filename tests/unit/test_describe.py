@@ -288,8 +288,9 @@ def test_generated_product_is_equivalent_in_shape_to_the_real_one(products: dict
 
     doc, _ = finalize(item, cogs_from_rasters(item, spec_))
     want = golden(GENERATED_LIKE[kind])
-    # a complete product: nothing left out but what the collection's asset plan drops
-    assert set(doc["assets"]) == {k for k in item.assets if spec_.asset_rule(k) != "drop"}
+    # a complete product: nothing left out but what the collection's asset plan drops and stactools'
+    # thumbnail, which ingest.stages.preview replaces
+    assert set(doc["assets"]) == {k for k in item.assets if spec_.asset_rule(k) != "drop"} - {"thumbnail"}
     assert set(doc["assets"]) >= set(want["assets"])  # everything the real item has, with the same type and roles
     for key, asset in want["assets"].items():
         assert (doc["assets"][key]["type"], doc["assets"][key]["roles"]) == (asset["type"], asset["roles"]), key
@@ -334,8 +335,8 @@ def test_raster_sources_l1c_and_s1(products: dict[str, Path]) -> None:
     s1 = describe.raster_sources(item, spec_)
     assert sorted((s.asset_key, s.kind) for s in s1) == [("vh", "backscatter"), ("vv", "backscatter")]
     assert all(s.path.parent.name == "measurement" and s.path.suffix == ".tiff" for s in s1)
-    # uploaded unchanged, never converted
-    assert describe.treatment("thumbnail", item.assets["thumbnail"], spec(GRD)) == "as_is"
+    # stactools' quick-look link: ingest.stages.preview makes the thumbnail from it, the pipeline uploads that
+    assert describe.treatment("thumbnail", item.assets["thumbnail"], spec(GRD)) == "drop"
 
 
 def test_raster_sources_refuses_a_product_missing_its_bands() -> None:
@@ -380,8 +381,7 @@ def test_metadata_files_s1(products: dict[str, Path]) -> None:
     assert {media for _, media in real.values()} == {"application/xml"} and len(real) == 7
     item, _ = generated(products, "s1")
     files = by_key(as_is_files(item), products["s1"])
-    assert set(files) == set(real) | {"thumbnail"}
-    assert files["thumbnail"] == ("preview/quick-look.png", "image/png")
+    assert set(files) == set(real)  # the quick-look is not uploaded as it is (ingest.stages.preview)
 
 
 # --------------------------------------------------------------------------- finalize_item
@@ -548,7 +548,7 @@ def test_finalize_s1_gcp_cogs_carry_their_own_grid(products: dict[str, Path]) ->
         assert "proj:transform" not in asset and "proj:bbox" not in asset and "proj:code" not in asset
         assert asset["raster:bands"] == [{"data_type": "uint16"}]
         assert asset["eo:bands"][0]["name"] == key.upper()
-    assert doc["assets"]["thumbnail"]["type"] == "image/png"
+    assert "thumbnail" not in doc["assets"]  # made and stored by the pipeline (ingest.stages.preview)
     assert props["processing:level"] == "L1" and "ingest:processing_baseline" not in props
     assert describe.RASTER_EXT in doc["stac_extensions"]
 
