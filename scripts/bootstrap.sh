@@ -46,3 +46,15 @@ if [[ ! -f ingest/dashboard/npm/node_modules/.package-lock.json || ingest/dashbo
   echo "==> npm ci (ingest/dashboard/npm: the dashboard's map library)"
   npm ci --prefix ingest/dashboard/npm --no-audit --no-fund --loglevel=error
 fi
+
+# STAC Browser for `ingest serve` at /browser/ (web/stac-browser: locked npm toolchain, built into
+# web/stac-browser/dist). Rebuilt only when its inputs changed: the stamp is a hash of the lock, the
+# build script and the overlays.
+sb=web/stac-browser
+sb_inputs=$(cat "$sb/package-lock.json" "$sb/build.js" "$sb"/overlay/* | sha256sum | cut -d' ' -f1)
+if [[ "$(cat "$sb/dist/.inputs" 2>/dev/null)" != "$sb_inputs" ]]; then
+  echo "==> npm ci + build (web/stac-browser: STAC Browser, about a minute)"
+  npm ci --prefix "$sb" --no-audit --no-fund --loglevel=error
+  npm run --prefix "$sb" --silent build >/dev/null
+  echo "$sb_inputs" >"$sb/dist/.inputs"
+fi
