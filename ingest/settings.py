@@ -242,6 +242,10 @@ class Settings(BaseSettings):
         description='JSON list of {"name", "url", "token" or "token_url"+"client_id"+"client_secret", '
         '"collections", "interval_s"}: the upstream catalogues `ingest register` pushes to.',
     )
+    browser_dir: Path | None = Field(
+        default=None,
+        description="The built STAC Browser that `ingest serve` serves at /browser/ (default: web/stac-browser/dist).",
+    )
     api_public_url: str | None = Field(
         default=None,
         description="This STAC API's URL as the federation reaches it: the asset gateway's hrefs in pushed items.",

@@ -58,6 +58,7 @@ from ingest.collections import STAC_VERSION
 from ingest.errors import ConfigError
 from ingest.reader import check_serving_role, inspect_role
 from ingest.settings import Settings, load_settings
+from ingest.web.browser import add_browser
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,10 @@ class _Client(CoreCrudClient):  # type: ignore[misc]
     async def landing_page(self, **kwargs: Any) -> Any:
         page = await super().landing_page(**kwargs)
         page["ingest:harvesting"] = self.harvesting  # the rule that makes an `updated` watermark safe
+        root = next((link["href"] for link in page.get("links", []) if link.get("rel") == "root"), None)
+        if root:  # the same catalogue for people: STAC Browser on this API (ingest.web.browser)
+            href = f"{root.rstrip('/')}/browser/"
+            page["links"].append({"rel": "alternate", "type": "text/html", "title": "STAC Browser", "href": href})
         return page
 
     async def _search_base(self, search_request: Any, request: Request) -> Any:
@@ -289,6 +294,7 @@ def build_app(settings: Settings) -> FastAPI:
     add_deleted_items(app, settle_s=settings.api_deletions_settle_s)
     add_policies(app)
     add_gateway(app, settings, only=only)
+    add_browser(app, settings)
     errors.install(app, statement_timeout_s=settings.api_statement_timeout_s)
     # added last, so outermost: it sees the request before stac-fastapi's middlewares and routes
     app.add_middleware(Guard, limits=limits, body_timeout_s=settings.api_body_timeout_s)

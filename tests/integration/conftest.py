@@ -151,7 +151,7 @@ def make_world(migrated_db: str, stack: Stack, tmp_path: Path) -> Iterator[World
         opened.append((server, conn))
         settings = Settings(
             database_url=SecretStr(dsn),
-            work_dir=tmp_path / "work",
+            work_dir=overrides.pop("work_dir", tmp_path / "work"),
             download_backoff_s=0.01,
             provider_search_retries=0,
             retry_base_delay_s=60,

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from shapely.geometry import shape
 
+from ingest.asset_plan import THUMBNAIL_KEY
+from ingest.collections import CollectionSpec
 from ingest.devtools.complete import complete_real_safe
 from ingest.devtools.publish import publish_safe
 from ingest.harvest import harvest
@@ -48,7 +50,7 @@ def _same_value(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _ingest_real(make_world: WorldFactory, safe: Path, tmp_path: Path) -> dict[str, Any]:
+def _ingest_real(make_world: WorldFactory, safe: Path, tmp_path: Path) -> tuple[dict[str, Any], CollectionSpec]:
     world = make_world(_kind(safe), count=0)
     completed = complete_real_safe(safe, tmp_path / "completed", size=64)
     entry = publish_safe(world.root, completed, collection=_kind(safe), sensing=START, published=START)
@@ -56,13 +58,13 @@ def _ingest_real(make_world: WorldFactory, safe: Path, tmp_path: Path) -> dict[s
     assert found.new_ids == [entry.id]
     out = world.process(entry.id)
     assert out.state is State.CATALOGUED, out.error
-    return assert_catalogued(world, entry.id)
+    return assert_catalogued(world, entry.id), world.spec
 
 
 @pytest.mark.parametrize("safe", S2, ids=[p.name[:26] for p in S2])
 def test_real_s2_product_loads_as_stactools_describes_it(make_world: WorldFactory, safe: Path, tmp_path: Path) -> None:
     expected = json.loads((safe / "expected_output.json").read_text())
-    item = _ingest_real(make_world, safe, tmp_path)
+    item, spec = _ingest_real(make_world, safe, tmp_path)
 
     assert item["id"] == expected["id"]
     assert shape(item["geometry"]).equals_exact(shape(expected["geometry"]), tolerance=1e-7)
@@ -74,15 +76,20 @@ def test_real_s2_product_loads_as_stactools_describes_it(make_world: WorldFactor
             continue
         assert key in item["properties"], key
         assert _same_value(item["properties"][key], value), (key, item["properties"][key], value)
-    assert set(item["assets"]) == set(expected["assets"])
-    for key, asset in item["assets"].items():
+    # stactools' assets less what the collection's asset plan drops, plus the pipeline's thumbnail
+    planned = {key for key in expected["assets"] if spec.asset_rule(key) != "drop"}
+    assert set(item["assets"]) == planned | {THUMBNAIL_KEY}
+    assert planned != set(expected["assets"]) or "MSIL2A" not in safe.name  # the L2A plan drops resampled copies
+    for key in planned:
+        asset = item["assets"][key]
         assert asset["href"].startswith("s3://"), key
         assert asset["roles"] == expected["assets"][key]["roles"], key
+    assert item["assets"][THUMBNAIL_KEY]["roles"] == ["thumbnail"]
 
 
 @pytest.mark.parametrize("safe", S1, ids=[p.name[:26] for p in S1])
 def test_real_s1_grd_product_is_catalogued(make_world: WorldFactory, safe: Path, tmp_path: Path) -> None:
-    item = _ingest_real(make_world, safe, tmp_path)
+    item, _ = _ingest_real(make_world, safe, tmp_path)
     assert item["id"] == safe.name.removesuffix(".SAFE").rsplit("_", 1)[0]  # stactools drops the unique id
     assert {"vv", "vh"} <= set(item["assets"])
     for key in ("vv", "vh"):

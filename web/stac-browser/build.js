@@ -26,7 +26,9 @@ const commented = '<!-- <script defer="defer" src="/config.js"></script> -->';
 if (!html.includes(commented)) {
   throw new Error(`public/index.html of ${require(path.join(pkg, 'package.json')).version} has no ${commented}`);
 }
-fs.writeFileSync(index, html.replace(commented, '<script src="/browser/config.js"></script>'));
+// No favicon ships with the package: without a link the browser asks the API's /favicon.ico, a 404 in
+// every visitor's console. An empty one says "none".
+fs.writeFileSync(index, html.replace(commented, '<link rel="icon" href="data:,"><script src="/browser/config.js"></script>'));
 // dist/config.js would shadow nothing (the server answers that path), but keep dist free of it.
 fs.rmSync(path.join(work, 'public', 'config.js'), { force: true });
 
