@@ -10,11 +10,23 @@
 # in pyproj); the slim base supplies glibc and libstdc++, which manylinux wheels expect from the
 # system. So the runtime stage needs no apt-get at all.
 #
-# Two stages: `build` installs uv (the version scripts/bootstrap.sh pins) and the locked
-# environment (uv.lock, `uv sync --frozen`, no dev extras); `runtime` gets only /app (the code and
-# its .venv) and runs as an unprivileged user.
+# Three stages: `web` builds the pages' JavaScript with their locked npm dependencies (STAC Browser
+# for `ingest serve` at /browser/, the dashboard's map library), exactly as scripts/bootstrap.sh does;
+# `build` installs uv (the version scripts/bootstrap.sh pins) and the locked environment (uv.lock,
+# `uv sync --frozen`, no dev extras) and takes the built pages from `web`; `runtime` gets only /app
+# (the code, its .venv and the built pages: no Node) and runs as an unprivileged user.
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+ARG NODE_IMAGE=node:20.20.2-bookworm-slim
+
+FROM ${NODE_IMAGE} AS web
+WORKDIR /src
+COPY web/stac-browser/package.json web/stac-browser/package-lock.json web/stac-browser/build.js web/stac-browser/
+COPY web/stac-browser/overlay web/stac-browser/overlay
+RUN npm ci --prefix web/stac-browser --no-audit --no-fund \
+    && npm run --prefix web/stac-browser build
+COPY ingest/dashboard/npm/package.json ingest/dashboard/npm/package-lock.json ingest/dashboard/npm/
+RUN npm ci --prefix ingest/dashboard/npm --omit=dev --no-audit --no-fund
 
 FROM ${PYTHON_IMAGE} AS build
 ENV UV_PYTHON_DOWNLOADS=never \
@@ -32,6 +44,9 @@ COPY alembic ./alembic
 COPY collections ./collections
 COPY ingest ./ingest
 RUN uv sync --frozen --python /usr/local/bin/python3.11
+# where ingest.web.browser and ingest.dashboard.http look for them
+COPY --from=web /src/web/stac-browser/dist ./web/stac-browser/dist
+COPY --from=web /src/ingest/dashboard/npm/node_modules ./ingest/dashboard/npm/node_modules
 
 FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 ingest \

@@ -63,16 +63,34 @@ kill -TERM $run_pid && wait $run_pid || true
 ingest status
 ingest collections list
 
-cat <<'MSG'
+# The STAC API with STAC Browser, left running for a person to look: a demo run again replaces it.
+# setsid: it is not this script's child, so the EXIT trap and a Ctrl-C of the terminal leave it be.
+port=${DEMO_API_PORT:-8080}
+if [[ -s .work/serve.pid ]] && kill -0 "$(cat .work/serve.pid)" 2>/dev/null; then
+  kill -TERM "$(cat .work/serve.pid)" && sleep 1
+fi
+setsid .venv/bin/ingest --json-logs serve --port "$port" >.work/serve.log 2>&1 </dev/null &
+echo $! >.work/serve.pid
+for _ in $(seq 100); do
+  curl -fsS -o /dev/null "http://127.0.0.1:$port/browser/" 2>/dev/null && break
+  kill -0 "$(cat .work/serve.pid)" 2>/dev/null || { echo "ingest serve stopped; see .work/serve.log" >&2; exit 1; }
+  sleep 0.2
+done
 
-Done. The stack keeps running (stop it with: .venv/bin/ingest stack down).
-Look at the catalogue (items in pgstac, COGs in the local S3):
+cat <<MSG
+
+Done. Browse the catalogue (collections, items, footprints on the map, thumbnails):
+
+  http://127.0.0.1:$port/browser/
+
+That is \`ingest serve\` (the STAC API at http://127.0.0.1:$port/, log .work/serve.log), left running;
+stop it with: kill \$(cat .work/serve.pid). The stack keeps running too (stop it with:
+.venv/bin/ingest stack down). More ways to look at the result:
   .venv/bin/ingest status
   .venv/bin/ingest products show <product id>
-  .venv/bin/ingest serve                 # the STAC API: http://127.0.0.1:8080/collections
   INGEST_METRICS_PORT=9464 .venv/bin/ingest run   # the daemon; its dashboard: http://127.0.0.1:9464/dashboard/
   source .stack/stack.env
-  psql "$INGEST_DATABASE_URL" -c "select collection, id, datetime from pgstac.items order by datetime"
+  psql "\$INGEST_DATABASE_URL" -c "select collection, id, datetime from pgstac.items order by datetime"
 Run it again: only new products are fetched (the provider's catalogue is kept in .work/provider;
 add some with: .venv/bin/ingest dev generate --count 3 --start 2026-02-01).
 MSG

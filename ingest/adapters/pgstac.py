@@ -132,9 +132,19 @@ HARVEST_QUERYABLES: dict[str, tuple[dict[str, Any], str | None]] = {
     "updated": ({"title": "Updated", "description": "Last (re)loaded (UTC)", **_TIME}, "BTREE"),
 }
 
+# pgstac ships `id` and `geometry` as $refs into schemas.stacspec.org and geojson.org: every client that
+# dereferences the queryables (STAC Browser's filter form does, on each collection page) fetches them,
+# and fails where those hosts are unreachable. Self-contained, with what the filter needs to know;
+# the geometry as OGC API - Features Part 3 writes a spatial queryable.
+SELF_CONTAINED_QUERYABLES: dict[str, dict[str, Any]] = {
+    "id": {"title": "Item ID", "description": "Item identifier", "type": "string", "minLength": 1},
+    "geometry": {"title": "Item Geometry", "description": "Item footprint (GeoJSON)", "format": "geometry-any"},
+}
+
 
 def ensure_queryables(dsn: str) -> list[str]:
-    """Register HARVEST_QUERYABLES for every collection; returns the names that were changed.
+    """Register HARVEST_QUERYABLES for every collection and make pgstac's own SELF_CONTAINED_QUERYABLES
+    self-contained; returns the names that were changed.
 
     Needs pgstac's admin or ingest role (``ingest db migrate``). A queryable already registered the same
     way is left alone: pgstac's upsert replaces the row, which would rebuild its index on every item
@@ -152,6 +162,14 @@ def ensure_queryables(dsn: str) -> list[str]:
                 conn.execute(
                     "SELECT pgstac.upsert_queryable(%s, %s, 'to_tstz', %s, NULL)", [name, Jsonb(definition), index]
                 )
+                changed.append(name)
+        for name, definition in SELF_CONTAINED_QUERYABLES.items():
+            cur = conn.execute(
+                "UPDATE pgstac.queryables SET definition = %s"
+                " WHERE name = %s AND collection_ids IS NULL AND definition IS DISTINCT FROM %s",
+                [Jsonb(definition), name, Jsonb(definition)],
+            )
+            if cur.rowcount:
                 changed.append(name)
     return changed
 

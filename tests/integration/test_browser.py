@@ -20,12 +20,14 @@ import requests
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import MemoryFile
 
+from ingest.adapters import pgstac
+from ingest.collections import load_spec
 from ingest.harvest import harvest
 from ingest.reader import ensure_reader
 from ingest.state.machine import State
 from ingest.web.browser import DEFAULT_DIR
 from tests.browser import Tab, chromium, tab
-from tests.conftest import Stack
+from tests.conftest import ROOT, Stack
 from tests.integration.api import ApiServer, api_server, with_user
 from tests.integration.conftest import World, WorldFactory
 
@@ -102,6 +104,14 @@ def test_the_collection_list_shows_our_three_collections(catalogue: tuple[list[W
             t.page.get_by_text(world.spec.stac.title, exact=True).first.wait_for(timeout=LOAD_S)
         t.screenshot("browser-collections")
         assert t.page.title() and "eo-ingest" in t.page.content()
+        # and on to a collection's page, which lists its item (what a person clicks next)
+        l2a = worlds[0]
+        t.page.get_by_text(l2a.spec.stac.title, exact=True).first.click(timeout=LOAD_S)
+        t.page.wait_for_url(f"**/collections/{l2a.spec.id}", timeout=LOAD_S)
+        (item,) = requests.get(f"{server.url}/collections/{l2a.spec.id}/items", timeout=10).json()["features"]
+        t.page.get_by_text(item["id"]).first.wait_for(timeout=LOAD_S)
+        t.page.wait_for_load_state("networkidle", timeout=LOAD_S)
+        t.screenshot("browser-collection")
         assert t.problems() == []
 
 
@@ -135,6 +145,22 @@ def test_an_empty_catalogue_opens_without_errors(migrated_db: str, stack: Stack,
             _open(t, f"{server.url}/browser/")
             t.page.get_by_text("eo-ingest").first.wait_for(timeout=LOAD_S)
             t.screenshot("browser-empty")
+            assert t.problems() == []
+
+
+def test_a_collection_without_items_opens_without_errors(migrated_db: str, stack: Stack, tmp_path: Path) -> None:
+    # what a collection whose every product failed looks like to the public: published, no item
+    spec = load_spec(ROOT / "collections" / "sentinel-1-grd.yaml")
+    pgstac.upsert_collections(migrated_db, [spec.stac_collection()])
+    for server in _reader_server(migrated_db, stack, tmp_path, None):
+        assert requests.get(f"{server.url}/collections/{spec.id}/items", timeout=10).json()["features"] == []
+        with chromium() as browser, tab(browser) as t:
+            _open(t, f"{server.url}/browser/")
+            t.page.get_by_text(spec.stac.title, exact=True).first.click(timeout=LOAD_S)
+            t.page.wait_for_url(f"**/collections/{spec.id}", timeout=LOAD_S)
+            t.page.wait_for_load_state("networkidle", timeout=LOAD_S)
+            t.page.get_by_text(spec.stac.description[:40]).first.wait_for(timeout=LOAD_S)
+            t.screenshot("browser-collection-without-items")
             assert t.problems() == []
 
 

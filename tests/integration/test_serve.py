@@ -158,6 +158,22 @@ def test_cql2_filter_on_updated(client: Client, method: str, lang: str) -> None:
     assert updated == sorted(updated)
 
 
+def test_queryables_are_self_contained_and_the_filters_still_work(server: ApiServer, client: Client) -> None:
+    # no $ref to another host: a client dereferencing them (STAC Browser does) needs nothing but us
+    for path in ("/queryables", "/collections/coll-a/queryables"):
+        doc = requests.get(server.url + path, timeout=10).json()
+        assert "$ref" not in json.dumps(doc), path
+        assert {"id", "geometry", "datetime", "created", "updated"} <= set(doc["properties"]), path
+        assert doc["properties"]["geometry"]["format"] == "geometry-any"
+    by_id = {"op": "=", "args": [{"property": "id"}, "a03"]}
+    assert [i.id for i in client.search(method="POST", filter=by_id, filter_lang="cql2-json").items()] == ["a03"]
+    w, s, e, n = AFRICA
+    africa = {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
+    spatial = client.search(method="POST", filter={"op": "s_intersects", "args": [{"property": "geometry"}, africa]},
+                            filter_lang="cql2-json")  # fmt: skip
+    assert {i.id for i in spatial.items()} == ids_where(lambda c, i, d, b, u: b == AFRICA)
+
+
 def test_sort_fields_and_query(client: Client) -> None:
     asc = [i.id for i in client.search(collections=["coll-b"], sortby="+datetime").items()]
     assert asc == [f"b{i}" for i in range(8)]

@@ -239,7 +239,10 @@ def test_local_state_and_secrets_never_reach_the_image_or_git() -> None:
     ignore = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
     assert ignore[ignore.index("*")] == "*"  # deny by default, then the few things the image needs
     allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
-    assert allowed == {"pyproject.toml", "uv.lock", "README.md", "alembic.ini", "alembic", "collections", "ingest"}
+    assert allowed == {"pyproject.toml", "uv.lock", "README.md", "alembic.ini", "alembic", "collections", "ingest"} | {
+        f"web/stac-browser/{name}" for name in ("package.json", "package-lock.json", "build.js", "overlay")
+    }
+    assert {"**/node_modules", "web/stac-browser/dist"} <= set(ignore)  # the image builds its own
     assert ".env" in (ROOT / ".gitignore").read_text().split()
 
 
@@ -267,7 +270,9 @@ def test_hadolint_fails_a_bad_dockerfile(tmp_path: Path) -> None:
 def test_dockerfile_is_multi_stage_non_root_and_locked() -> None:
     text = DOCKERFILE.read_text()
     stages = re.findall(r"^FROM\s+\S+\s+AS\s+(\w+)", text, re.M)
-    assert stages == ["build", "runtime"], stages
+    assert stages == ["web", "build", "runtime"], stages
+    assert re.search(r"^ARG NODE_IMAGE=node:20\.\d+\.\d+-bookworm-slim", text, re.M)  # Node 20, pinned
+    assert text.count("npm ci ") == 2  # both page builds from their locks
     runtime = text.split("AS runtime", 1)[1]
     users = re.findall(r"^USER\s+(\S+)", runtime, re.M)
     assert users and users[-1].split(":")[0] not in ("0", "root"), users
