@@ -74,6 +74,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--items", type=int, default=100_000, help="items in the large catalogue (rounded up to tiles)")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--context", choices=("on", "auto", "off"), default="on", help="INGEST_API_CONTEXT of both servers")
     args = ap.parse_args()
     if not (DEFAULT_DIR / "index.html").is_file():
         raise SystemExit("STAC Browser is not built: run scripts/bootstrap.sh")
@@ -93,8 +94,8 @@ def main() -> None:
             print(f"{name}: {count_items(dsn):,} items loaded in {seconds:,.0f} s", flush=True)
         logs = Path(tmp)
         with (
-            ingest_serve(with_database(reader, "cat_small"), logs, "on", 1) as small_url,
-            ingest_serve(with_database(reader, "cat_large"), logs, "on", 1) as large_url,
+            ingest_serve(with_database(reader, "cat_small"), logs, args.context, 1) as small_url,
+            ingest_serve(with_database(reader, "cat_large"), logs, args.context, 1) as large_url,
             chromium() as browser,
         ):
             urls = {"small": small_url, "large": large_url}
@@ -111,7 +112,7 @@ def main() -> None:
                             problems += [f"{name} {page}: {p}" for p in t.problems()]
                         if r:
                             runs.setdefault((name, page), []).append(took)
-    print(f"\nmedian of {args.rounds} rounds, fresh browser context each; ratio large / small")
+    print(f"\nINGEST_API_CONTEXT={args.context}; median of {args.rounds} rounds, a fresh browser context each")
     print(f"{'page':12} {'small ms':>9} {'large ms':>9} {'ratio':>6}")
     for page in PAGES:
         s, big = (statistics.median(runs[(n, page)]) * 1000 for n in ("small", "large"))

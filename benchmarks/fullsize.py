@@ -1,0 +1,310 @@
+"""Benchmark: the whole pipeline on full-size products, one of each kind, with and without the asset plan.
+
+    .venv/bin/python benchmarks/fullsize.py [--kinds S2_MSI_L2A,S1_SAR_GRD] [--s2-size 10980]
+                                            [--s1-samples 26144] [--timeout S] [--dir DIR] [--keep]
+
+At real dimensions: a Sentinel-2 L2A tile (10980 px at 10 m: 36 rasters in the SAFE) and a Sentinel-1
+IW GRD product (26144 samples x 16676 lines per polarisation), generated, served by the local
+provider and processed by one real ``ingest worker`` OS process with its default conversion pool (one
+process per core), on a throw-away stack (fsync off, as every benchmark here). Configurations, one
+run each, each on a database, bucket and collection of its own:
+
+* every kind under its shipped collection file (S2 L2A: the asset plan, native resolutions only);
+* S2 L2A once more under the same file without its ``assets`` section: every raster stactools
+  describes converted, as before asset plans.
+
+Per configuration: seconds from claim to catalogued, products per hour per core (3600 / that /
+cores: the conversion pool uses every core), the share of each stage (from the events table, as
+benchmarks/pipeline.py splits it: download, describe, convert, upload, load), the peak resident
+memory of the worker with its conversion processes (sampled every 0.2 s over its process group), and
+the peak disk used in its work directory (archive, unpacked product, COGs). Then the plan's effect on
+S2 L2A: conversion and claim -> catalogued ratios (the issue asks the plan to cut conversion by at
+least a quarter).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+import psycopg
+import yaml
+from pydantic import SecretStr
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import throwaway_stack
+from pipeline import (
+    BenchError,
+    Site,
+    Stages,
+    Workers,
+    all_catalogued,
+    discover_all,
+    drop_objects,
+    machine,
+    one,
+    print_stages,
+    registered,
+    stage_times,
+    wait_for,
+)
+from pipeline import World as _World
+
+from ingest.adapters.queue import ProductQueue
+from ingest.adapters.s3 import ObjectStore
+from ingest.catalog.publish import sync_collections
+from ingest.collections import load_spec
+from ingest.devtools.provider import ProviderServer
+from ingest.devtools.publish import Kind, plan_products, publish_generated
+from ingest.errors import IngestError
+from ingest.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC_OF: dict[str, str] = {
+    "S2_MSI_L2A": "sentinel-2-l2a",
+    "S2_MSI_L1C": "sentinel-2-l1c",
+    "S1_SAR_GRD": "sentinel-1-grd",
+}
+START = datetime(2026, 4, 1, tzinfo=UTC)
+REGISTER_TIMEOUT_S = 120.0
+SAMPLE_S = 0.2
+ASSET_COUNT = "SELECT count(*) FROM pgstac.items i, jsonb_object_keys(i.content->'assets') WHERE i.collection = %s"
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+# ----------------------------------------------------------------------------- what is measured
+
+
+class Sampler(threading.Thread):
+    """Peak RSS of a process group (the worker and its conversion pool) and peak bytes under a directory."""
+
+    def __init__(self, pgid: int, work_dir: Path) -> None:
+        super().__init__(daemon=True)
+        self.pgid, self.work_dir = pgid, work_dir
+        self.peak_rss = 0
+        self.peak_disk = 0
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(SAMPLE_S):
+            self.peak_rss = max(self.peak_rss, self._group_rss())
+            self.peak_disk = max(self.peak_disk, _disk_bytes(self.work_dir))
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+    def _group_rss(self) -> int:
+        total = 0
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = Path(entry.path, "stat").read_text()
+                fields = stat[stat.rindex(")") + 2 :].split()  # after the command, which may hold spaces
+                if int(fields[2]) == self.pgid:  # field 5 of stat: the process group
+                    total += int(Path(entry.path, "statm").read_text().split()[1]) * PAGE
+            except (OSError, ValueError, IndexError):
+                continue  # gone meanwhile
+        return total
+
+
+def _disk_bytes(top: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(top):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+            except OSError:
+                continue
+    return total
+
+
+@dataclass
+class Run:
+    label: str
+    kind: str
+    seconds: float
+    stages: Stages
+    peak_rss: int
+    peak_disk: int
+    archive_bytes: int
+    assets: int
+
+    def per_hour_per_core(self, cores: int) -> float:
+        return 3600 / self.seconds / cores
+
+
+# ----------------------------------------------------------------------------- one configuration
+
+
+def make_world(site: Site, name: str, spec_text: str, provider_url: str) -> _World:
+    home = site.scratch / name
+    spec_dir = home / "collections"
+    spec_dir.mkdir(parents=True)
+    (home / "logs").mkdir()
+    path = spec_dir / f"{name}.yaml"
+    path.write_text(spec_text)
+    spec = load_spec(path)
+    env = site.env
+    settings = Settings(
+        database_url=SecretStr(site.new_database(name.replace("-", "_"))),
+        provider="local",
+        provider_url=provider_url,
+        work_dir=home / "work",
+        collections_dir=spec_dir,
+        s3_endpoint_url=env["INGEST_S3_ENDPOINT_URL"],
+        s3_access_key_id=SecretStr(env["INGEST_S3_ACCESS_KEY_ID"]),
+        s3_secret_access_key=SecretStr(env["INGEST_S3_SECRET_ACCESS_KEY"]),
+        s3_region=env["INGEST_S3_REGION"],
+        s3_bucket=name,
+        _env_file=None,
+    )  # type: ignore[call-arg]
+    settings.work_dir.mkdir(parents=True)
+    ObjectStore.from_settings(settings).ensure_bucket()
+    sync_collections(settings, [spec])
+    return _World(site, name, settings, spec, home)
+
+
+def spec_text(kind: str, name: str, *, plan: bool) -> str:
+    """The shipped collection file under the id ``name``; without its asset plan if ``plan`` is False."""
+    doc = yaml.safe_load((ROOT / "collections" / f"{SPEC_OF[kind]}.yaml").read_text())
+    doc["id"] = name
+    if not plan:
+        doc.pop("assets", None)
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def measure(
+    site: Site, provider_url: str, kind: str, label: str, *, plan: bool, archive_bytes: int, timeout: float
+) -> Run:
+    name = f"full-{label}".lower().replace("_", "-")
+    world = make_world(site, name, spec_text(kind, name, plan=plan), provider_url)
+    ids = discover_all(world)
+    if len(ids) != 1:
+        raise BenchError(f"{label}: harvest found {len(ids)} products, expected 1")
+    with Workers(world, 1) as workers, psycopg.connect(world.dsn, autocommit=True) as conn:
+        wait_for(registered(conn, 1), REGISTER_TIMEOUT_S, "the worker to register", workers)
+        sampler = Sampler(workers.procs[0].pid, world.settings.work_dir)
+        sampler.start()
+        try:
+            with ProductQueue(world.settings) as queue:
+                if queue.enqueue(ids) != 1:
+                    raise BenchError("the job was not enqueued")
+            wait_for(all_catalogued(conn, world, 1, workers), timeout, f"{label} catalogued", workers, poll_s=1.0)
+        finally:
+            sampler.stop()
+        stages = stage_times(conn, world.spec.id)
+        assets = int(one(conn, ASSET_COUNT, [world.spec.id]) or 0)
+    drop_objects(world)
+    shutil.rmtree(world.settings.work_dir, ignore_errors=True)
+    return Run(label, kind, stages.mean_total, stages, sampler.peak_rss, sampler.peak_disk, archive_bytes, assets)
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kinds", default="S2_MSI_L2A,S1_SAR_GRD", help=f"comma-separated, of {', '.join(SPEC_OF)}")
+    ap.add_argument("--s2-size", type=int, default=10980, help="S2 10 m width in px (10980: a real tile)")
+    ap.add_argument("--s1-samples", type=int, default=26144, help="S1 GRD samples per line (26144: real IW)")
+    ap.add_argument("--timeout", type=float, default=3600, help="seconds per configuration")
+    ap.add_argument("--dir", type=Path, default=None, help="where the scratch directory goes (default: the temp dir)")
+    ap.add_argument("--keep", action="store_true", help="keep the scratch directory (products, worker logs)")
+    args = ap.parse_args()
+    kinds: list[Kind] = []
+    for k in args.kinds.split(","):
+        if k not in SPEC_OF:
+            ap.error(f"unknown kind {k!r}")
+        kinds.append(k)
+    sizes = {"S2_MSI_L2A": args.s2_size, "S2_MSI_L1C": args.s2_size, "S1_SAR_GRD": args.s1_samples}
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("eodag").setLevel(logging.ERROR)
+    logging.getLogger("rasterio").setLevel(logging.ERROR)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
+    for key in [k for k in os.environ if k.startswith("INGEST_")]:
+        del os.environ[key]  # every setting comes from the throw-away site
+
+    def terminate(signum: int, _: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    cores = os.cpu_count() or 1
+    scratch = Path(tempfile.mkdtemp(prefix="bench-fullsize-", dir=args.dir))
+    runs: list[Run] = []
+    ok = False
+    try:
+        print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f}")
+        print(f"scratch: {scratch}")
+        with throwaway_stack() as env:
+            site = Site(env, scratch)
+            for i, kind in enumerate(kinds):
+                root = scratch / f"provider-{kind}"
+                (plan,) = plan_products(1, kinds=(kind,), start=START, seed=100 + i)
+                t = time.perf_counter()
+                entry = publish_generated(root, plan, size=sizes[kind])
+                print(f"\n{kind}: generated {entry.id} ({entry.size / 1e6:,.0f} MB) in {time.perf_counter() - t:.0f} s")
+                configs = [(kind, True)] + ([(f"{kind}_no_plan", False)] if kind.startswith("S2_MSI_L2A") else [])
+                with ProviderServer(root, port=0) as server:
+                    for label, with_plan in configs:
+                        r = measure(
+                            site,
+                            server.url,
+                            kind,
+                            label,
+                            plan=with_plan,
+                            archive_bytes=entry.size,
+                            timeout=args.timeout,
+                        )
+                        runs.append(r)
+                        print(f"-- {label}: {r.assets} assets, claim -> catalogued {r.seconds:.1f} s, "
+                              f"{r.per_hour_per_core(cores):.1f} products/hour/core, peak RSS "
+                              f"{r.peak_rss / 2**20:,.0f} MiB, peak disk {r.peak_disk / 2**20:,.0f} MiB")  # fmt: skip
+                        print_stages(r.stages)
+                shutil.rmtree(root, ignore_errors=True)
+        print(f"\n== summary ({cores} cores; one product per configuration, one worker, conversion pool per core) ==")
+        print(f"{'configuration':22} {'assets':>6} {'archive MB':>10} {'claim->cat s':>12} {'/h/core':>8} "
+              f"{'convert %':>9} {'peak RSS MiB':>12} {'peak disk MiB':>13}")  # fmt: skip
+        for r in runs:
+            print(f"{r.label:22} {r.assets:6d} {r.archive_bytes / 1e6:10,.0f} {r.seconds:12.1f} "
+                  f"{r.per_hour_per_core(cores):8.1f} {r.stages.share('convert'):8.1f}% "
+                  f"{r.peak_rss / 2**20:12,.0f} {r.peak_disk / 2**20:13,.0f}")  # fmt: skip
+        by = {r.label: r for r in runs}
+        if "S2_MSI_L2A" in by and "S2_MSI_L2A_no_plan" in by:
+            after, before = by["S2_MSI_L2A"], by["S2_MSI_L2A_no_plan"]
+            conv = after.stages.mean("convert") / before.stages.mean("convert")
+            print(f"\nS2 L2A, shipped plan / every raster: conversion {conv:.2f} (cut {100 * (1 - conv):.0f}%), "
+                  f"claim -> catalogued {after.seconds / before.seconds:.2f}, peak disk "
+                  f"{after.peak_disk / before.peak_disk:.2f}, assets {after.assets} vs {before.assets}")  # fmt: skip
+        ok = True
+    except (BenchError, IngestError) as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+    finally:
+        if ok and not args.keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+        else:
+            for big in scratch.glob("provider-*"):
+                shutil.rmtree(big, ignore_errors=True)
+            print(f"worker logs kept in {scratch}", file=sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
