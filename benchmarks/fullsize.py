@@ -1,13 +1,15 @@
 """Benchmark: the whole pipeline on full-size products, one of each kind, with and without the asset plan.
 
     .venv/bin/python benchmarks/fullsize.py [--kinds S2_MSI_L2A,S1_SAR_GRD] [--s2-size 10980]
-                                            [--s1-samples 26144] [--timeout S] [--dir DIR] [--keep]
+                                            [--s1-samples 26144] [--rounds N] [--timeout S] [--dir DIR]
+                                            [--keep]
 
 At real dimensions: a Sentinel-2 L2A tile (10980 px at 10 m: 36 rasters in the SAFE) and a Sentinel-1
 IW GRD product (26144 samples x 16676 lines per polarisation), generated, served by the local
 provider and processed by one real ``ingest worker`` OS process with its default conversion pool (one
 process per core), on a throw-away stack (fsync off, as every benchmark here). Configurations, one
-run each, each on a database, bucket and collection of its own:
+run each (``--rounds N``: N each, S2 pairs in alternating order, medians reported), each on a database,
+bucket and collection of its own:
 
 * every kind under its shipped collection file (S2 L2A: the asset plan, native resolutions only);
 * S2 L2A once more under the same file without its ``assets`` section: every raster stactools
@@ -30,10 +32,12 @@ import logging
 import os
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,9 +87,14 @@ REGISTER_TIMEOUT_S = 120.0
 SAMPLE_S = 0.2
 ASSET_COUNT = "SELECT count(*) FROM pgstac.items i, jsonb_object_keys(i.content->'assets') WHERE i.collection = %s"
 PAGE = os.sysconf("SC_PAGE_SIZE")
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # ----------------------------------------------------------------------------- what is measured
+
+
+def median(values: Iterable[float]) -> float:
+    return statistics.median(list(values))
 
 
 class Sampler(threading.Thread):
@@ -96,6 +105,7 @@ class Sampler(threading.Thread):
         self.pgid, self.work_dir = pgid, work_dir
         self.peak_rss = 0
         self.peak_disk = 0
+        self._cpu: dict[int, int] = {}  # pid -> utime + stime (ticks) when last seen
         self._done = threading.Event()
 
     def run(self) -> None:
@@ -107,6 +117,11 @@ class Sampler(threading.Thread):
         self._done.set()
         self.join()
 
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU time of the group's processes, each as last sampled (pool processes exit with the product)."""
+        return sum(self._cpu.values()) / TICKS
+
     def _group_rss(self) -> int:
         total = 0
         for entry in os.scandir("/proc"):
@@ -117,6 +132,7 @@ class Sampler(threading.Thread):
                 fields = stat[stat.rindex(")") + 2 :].split()  # after the command, which may hold spaces
                 if int(fields[2]) == self.pgid:  # field 5 of stat: the process group
                     total += int(Path(entry.path, "statm").read_text().split()[1]) * PAGE
+                    self._cpu[int(entry.name)] = int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
             except (OSError, ValueError, IndexError):
                 continue  # gone meanwhile
         return total
@@ -143,6 +159,7 @@ class Run:
     peak_disk: int
     archive_bytes: int
     assets: int
+    cpu_seconds: float
 
     def per_hour_per_core(self, cores: int) -> float:
         return 3600 / self.seconds / cores
@@ -189,9 +206,17 @@ def spec_text(kind: str, name: str, *, plan: bool) -> str:
 
 
 def measure(
-    site: Site, provider_url: str, kind: str, label: str, *, plan: bool, archive_bytes: int, timeout: float
+    site: Site,
+    provider_url: str,
+    kind: str,
+    label: str,
+    *,
+    plan: bool,
+    archive_bytes: int,
+    timeout: float,
+    round_no: int,
 ) -> Run:
-    name = f"full-{label}".lower().replace("_", "-")
+    name = f"full-{label}-r{round_no}".lower().replace("_", "-")
     world = make_world(site, name, spec_text(kind, name, plan=plan), provider_url)
     ids = discover_all(world)
     if len(ids) != 1:
@@ -211,7 +236,17 @@ def measure(
         assets = int(one(conn, ASSET_COUNT, [world.spec.id]) or 0)
     drop_objects(world)
     shutil.rmtree(world.settings.work_dir, ignore_errors=True)
-    return Run(label, kind, stages.mean_total, stages, sampler.peak_rss, sampler.peak_disk, archive_bytes, assets)
+    return Run(
+        label,
+        kind,
+        stages.mean_total,
+        stages,
+        sampler.peak_rss,
+        sampler.peak_disk,
+        archive_bytes,
+        assets,
+        sampler.cpu_seconds,
+    )
 
 
 # ----------------------------------------------------------------------------- main
@@ -225,7 +260,10 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per configuration")
     ap.add_argument("--dir", type=Path, default=None, help="where the scratch directory goes (default: the temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory (products, worker logs)")
+    ap.add_argument("--rounds", type=int, default=1, help="runs per configuration (medians reported)")
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
     kinds: list[Kind] = []
     for k in args.kinds.split(","):
         if k not in SPEC_OF:
@@ -261,36 +299,51 @@ def main() -> int:
                 print(f"\n{kind}: generated {entry.id} ({entry.size / 1e6:,.0f} MB) in {time.perf_counter() - t:.0f} s")
                 configs = [(kind, True)] + ([(f"{kind}_no_plan", False)] if kind.startswith("S2_MSI_L2A") else [])
                 with ProviderServer(root, port=0) as server:
-                    for label, with_plan in configs:
-                        r = measure(
-                            site,
-                            server.url,
-                            kind,
-                            label,
-                            plan=with_plan,
-                            archive_bytes=entry.size,
-                            timeout=args.timeout,
-                        )
-                        runs.append(r)
-                        print(f"-- {label}: {r.assets} assets, claim -> catalogued {r.seconds:.1f} s, "
-                              f"{r.per_hour_per_core(cores):.1f} products/hour/core, peak RSS "
-                              f"{r.peak_rss / 2**20:,.0f} MiB, peak disk {r.peak_disk / 2**20:,.0f} MiB")  # fmt: skip
-                        print_stages(r.stages)
+                    for n in range(args.rounds):
+                        # alternate the order, so that a drift of the machine's load favours neither
+                        for label, with_plan in configs if n % 2 == 0 else configs[::-1]:
+                            r = measure(
+                                site,
+                                server.url,
+                                kind,
+                                label,
+                                plan=with_plan,
+                                archive_bytes=entry.size,
+                                timeout=args.timeout,
+                                round_no=n,
+                            )
+                            runs.append(r)
+                            print(f"-- {label} (round {n + 1}): {r.assets} assets, claim -> catalogued "
+                                  f"{r.seconds:.1f} s, {r.per_hour_per_core(cores):.1f} products/hour/core, "
+                                  f"CPU {r.cpu_seconds:.0f} s, peak RSS {r.peak_rss / 2**20:,.0f} MiB, peak disk "
+                                  f"{r.peak_disk / 2**20:,.0f} MiB")  # fmt: skip
+                            print_stages(r.stages)
                 shutil.rmtree(root, ignore_errors=True)
-        print(f"\n== summary ({cores} cores; one product per configuration, one worker, conversion pool per core) ==")
+        print(f"\n== summary ({cores} cores; one product per run, one worker, conversion pool per core; "
+              f"medians of {args.rounds} run(s)) ==")  # fmt: skip
         print(f"{'configuration':22} {'assets':>6} {'archive MB':>10} {'claim->cat s':>12} {'/h/core':>8} "
-              f"{'convert %':>9} {'peak RSS MiB':>12} {'peak disk MiB':>13}")  # fmt: skip
+              f"{'convert s':>9} {'convert %':>9} {'CPU s':>6} {'peak RSS MiB':>12} {'peak disk MiB':>13}")  # fmt: skip
+        by: dict[str, list[Run]] = {}
         for r in runs:
-            print(f"{r.label:22} {r.assets:6d} {r.archive_bytes / 1e6:10,.0f} {r.seconds:12.1f} "
-                  f"{r.per_hour_per_core(cores):8.1f} {r.stages.share('convert'):8.1f}% "
-                  f"{r.peak_rss / 2**20:12,.0f} {r.peak_disk / 2**20:13,.0f}")  # fmt: skip
-        by = {r.label: r for r in runs}
+            by.setdefault(r.label, []).append(r)
+        for label, rs in by.items():
+            secs = median(r.seconds for r in rs)
+            rss, disk = max(r.peak_rss for r in rs), max(r.peak_disk for r in rs)
+            print(f"{label:22} {rs[0].assets:6d} {rs[0].archive_bytes / 1e6:10,.0f} {secs:12.1f} "
+                  f"{3600 / secs / cores:8.1f} {median(r.stages.mean('convert') for r in rs):9.1f} "
+                  f"{median(r.stages.share('convert') for r in rs):8.1f}% {median(r.cpu_seconds for r in rs):6.0f} "
+                  f"{rss / 2**20:12,.0f} {disk / 2**20:13,.0f}")  # fmt: skip
         if "S2_MSI_L2A" in by and "S2_MSI_L2A_no_plan" in by:
             after, before = by["S2_MSI_L2A"], by["S2_MSI_L2A_no_plan"]
-            conv = after.stages.mean("convert") / before.stages.mean("convert")
-            print(f"\nS2 L2A, shipped plan / every raster: conversion {conv:.2f} (cut {100 * (1 - conv):.0f}%), "
-                  f"claim -> catalogued {after.seconds / before.seconds:.2f}, peak disk "
-                  f"{after.peak_disk / before.peak_disk:.2f}, assets {after.assets} vs {before.assets}")  # fmt: skip
+
+            def ratio(f: Callable[[Run], float]) -> float:
+                return median(f(r) for r in after) / median(f(r) for r in before)
+
+            conv = ratio(lambda r: r.stages.mean("convert"))
+            print(f"\nS2 L2A, shipped plan / every raster (medians): conversion {conv:.2f} "
+                  f"(cut {100 * (1 - conv):.0f}%), CPU {ratio(lambda r: r.cpu_seconds):.2f}, claim -> catalogued "
+                  f"{ratio(lambda r: r.seconds):.2f}, peak RSS {ratio(lambda r: r.peak_rss):.2f}, "
+                  f"assets {after[0].assets} vs {before[0].assets}")  # fmt: skip
         ok = True
     except (BenchError, IngestError) as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
