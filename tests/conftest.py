@@ -29,6 +29,8 @@ REAL_S2_L2A_N0400 = REAL_S2 / "S2B_MSIL2A_20220413T150759_N0400_R025_T33XWJ_2022
 REAL_S1_GRD = (
     FIXTURES / "sentinel1" / "safe" / "S1A_IW_GRDH_1SDV_20210809T173953_20210809T174018_039156_049F13_6FF8.SAFE"
 )
+# the real Sentinel-3 products: xfdumanifest.xml and upstream's header-only netCDF stubs
+REAL_S3 = sorted((FIXTURES / "sentinel3" / "safe").glob("*.SEN3"))
 
 # Settings must never come from a developer's own .stack/ or .env while testing.
 for key in [k for k in os.environ if k.startswith("INGEST_")]:

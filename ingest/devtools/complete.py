@@ -13,6 +13,8 @@ exactly the files present, with their real sizes and checksums:
   Pixels come from the generator's scene model; pixels outside the product footprint are 0.
 * Sentinel-1 GRD: every ``measurement/*.tiff`` as a uint16 GeoTIFF with the GCPs of its
   annotation's geolocation grid (rows/columns scaled down), and ``preview/quick-look.png``.
+* Sentinel-3 (SEN3): the header-only netCDF stubs are real netCDF-4 files and stay as they are (the
+  collections keep netCDF, nothing is converted); ``xfdumanifest.xml`` gets their sizes and MD5s.
 * Stand-ins: stactools-sentinel2 makes the INSPIRE and datastrip metadata items assets and fails
   when the manifest does not list them, so when the fixture lacks those two files a small XML
   file saying it is a stand-in is written in their place (they are never read by stactools).
@@ -78,6 +80,9 @@ _STAND_IN_NOTE = (
 )
 
 
+_XFDU = "xfdumanifest.xml"
+
+
 def complete_real_safe(src: Path, out_dir: Path, *, size: int = 64, seed: int = 0) -> Path:
     """Complete the real SAFE product ``src`` into ``out_dir`` and return the new ``.SAFE`` path.
 
@@ -91,6 +96,8 @@ def complete_real_safe(src: Path, out_dir: Path, *, size: int = 64, seed: int = 
     src = Path(src)
     if size < 6:
         raise ValueError(f"size must be at least 6, not {size}")
+    if (src / _XFDU).is_file():
+        return _complete_s3(src, Path(out_dir))
     if not (src / "manifest.safe").is_file():
         raise ValueError(f"{src} has no manifest.safe")
     mtd = _s2_metadata_file(src)
@@ -106,6 +113,15 @@ def complete_real_safe(src: Path, out_dir: Path, *, size: int = 64, seed: int = 
             _complete_s1(safe, size, seed)
         _rewrite_manifest(safe / "manifest.safe")
     return Path(out_dir) / name
+
+
+def _complete_s3(src: Path, out_dir: Path) -> Path:
+    # the netCDF stubs are real netCDF-4 files (HDF5 with the product's global attributes): kept as they
+    # are, since Sentinel-3 data is kept, not converted; only the manifest's sizes and MD5s change
+    with _product_dir(out_dir, src.name) as (sen3, _):
+        _copy_product(src, sen3)
+        _rewrite_manifest(sen3 / _XFDU)
+    return out_dir / src.name
 
 
 def _copy_product(src: Path, dst: Path) -> None:

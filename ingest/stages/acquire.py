@@ -39,6 +39,7 @@ from ingest.stages.manifest import (
     MANIFEST_NAMES,
     ManifestEntry,
     ManifestError,
+    manifest_file,
     parse_manifest,
     verify_manifest,
 )
@@ -134,11 +135,12 @@ def verify_unpacked(product_id: str, safe: Path, known: Mapping[str, Checksum] |
         checked, problems = verify_manifest(safe, known=known)
     except ManifestError as exc:
         raise InvalidProduct(f"manifest: {exc}", product_id=product_id) from None
+    name = manifest_file(safe).name  # manifest.safe, or a Sentinel-3 xfdumanifest.xml
     if problems:
         shown = "; ".join(str(p) for p in problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else "")
-        raise InvalidProduct(f"{len(problems)} file(s) disagree with manifest.safe: {shown}", product_id=product_id)
+        raise InvalidProduct(f"{len(problems)} file(s) disagree with {name}: {shown}", product_id=product_id)
     if checked == 0:
-        raise InvalidProduct("manifest.safe lists no file with a checksum we can verify", product_id=product_id)
+        raise InvalidProduct(f"{name} lists no file with a checksum we can verify", product_id=product_id)
     return checked
 
 

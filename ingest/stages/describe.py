@@ -16,11 +16,14 @@ its key (``assets:`` in the collection file, ``ingest.asset_plan``: ``cog`` conv
 * **convert** - role ``data`` or ``visual`` and a JPEG 2000 / GeoTIFF file: every S2 band at every
   resolution stactools lists (``blue``, ``blue_20m``, ``scl``, ``aot_60m``, ...), the TCI (``visual*``),
   S1 ``vv``/``vh``. They become COGs, resampled per band kind (``spec.cog.kind_of``).
-* **as-is** - role ``metadata`` (``safe_manifest``, ``product_metadata``, ``granule_metadata``,
-  ``datastrip_metadata``, ``inspire_metadata``; S1 ``safe-manifest``, ``schema-product-*``,
-  ``schema-calibration-*``, ``schema-noise-*``) and the S2 preview (role ``overview``: the PVI JPEG
-  2000, a few hundred KB, advertised by the collections' ``item_assets`` in its original type). A file
-  stactools links but the product lacks is left out (see below).
+* **as-is** - role ``data`` in netCDF (Sentinel-3: every measurement, on the instrument's swath
+  grid with its geolocation in other files of the product, which a COG cannot carry without a
+  reprojection we would then own); role ``metadata`` (``safe_manifest``, ``product_metadata``,
+  ``granule_metadata``, ``datastrip_metadata``, ``inspire_metadata``; S1 ``safe-manifest``,
+  ``schema-product-*``, ``schema-calibration-*``, ``schema-noise-*``; S3 ``safe-manifest``) and the
+  S2 preview (role ``overview``: the PVI JPEG 2000, a few hundred KB, advertised by the collections'
+  ``item_assets`` in its original type). A file stactools links but the product lacks is left out
+  (see below).
 * **drop** - stactools' ``thumbnail`` (S1 ``quick-look.png``): the pipeline replaces it with the PNG
   ``ingest.stages.preview`` makes (from the quick-look, downscaled), uploaded beside the COGs; anything
   else; and in ``finalize_item`` every asset that was not stored: an item never points at a local or
@@ -89,7 +92,6 @@ import math
 import mimetypes
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
@@ -100,8 +102,9 @@ import pystac
 
 from ingest.asset_plan import THUMBNAIL_KEY
 from ingest.collections import CollectionSpec
-from ingest.errors import ConfigError, IngestError, InvalidProduct
+from ingest.errors import IngestError, InvalidProduct
 from ingest.stac_validation import validate_item
+from ingest.stages import kinds
 from ingest.stages.artifacts import (
     BandMeta,
     CogResult,
@@ -112,6 +115,7 @@ from ingest.stages.artifacts import (
     StoredObject,
 )
 from ingest.stages.checksums import to_multihash
+from ingest.stages.kinds import NETCDF_MEDIA_TYPE, product_name
 from ingest.stages.upload import COG_MEDIA_TYPE
 
 log = logging.getLogger(__name__)
@@ -134,97 +138,24 @@ _RASTER_SUFFIXES = (".jp2", ".tif", ".tiff")
 _REMOTE_SCHEMES = ("s3://", "https://", "http://")  # http only for a local development store
 
 
-# --------------------------------------------------------------------------- product kinds
-
-
-@dataclass(frozen=True)
-class _Kind:
-    label: str  # for messages
-    mission: Literal["s1", "s2"]
-    level: str  # processing:level
-    stactools: str  # the distribution that makes the item, recorded in processing:software
-
-
-_S2_L1C = _Kind("Sentinel-2 L1C", "s2", "L1C", "stactools-sentinel2")
-_S2_L2A = _Kind("Sentinel-2 L2A", "s2", "L2A", "stactools-sentinel2")
-_S1_GRD = _Kind("Sentinel-1 GRD", "s1", "L1", "stactools-sentinel1")
-_BY_EODAG = {"S2_MSI_L1C": _S2_L1C, "S2_MSI_L2A": _S2_L2A, "S1_SAR_GRD": _S1_GRD}
-_BY_ID = {"sentinel-2-l1c": _S2_L1C, "sentinel-2-l2a": _S2_L2A, "sentinel-1-grd": _S1_GRD}
-# searched, not matched: unpacked folder names may carry a prefix (the ESA fixture is "esa_S2B_...")
-_BY_NAME = (
-    (re.compile(r"S2[A-D]_MSIL1C_"), _S2_L1C),
-    (re.compile(r"S2[A-D]_MSIL2A_"), _S2_L2A),
-    (re.compile(r"S1[A-D]_[A-Z0-9]{2}_GRD[HMF]_"), _S1_GRD),
-)
-
-
-def _kind_from_spec(spec: CollectionSpec) -> _Kind | None:
-    return _BY_EODAG.get(spec.source.eodag_collection) or _BY_ID.get(spec.id)
-
-
-def _kind_from_name(name: str) -> _Kind | None:
-    return next((kind for pattern, kind in _BY_NAME if pattern.search(name)), None)
-
-
-def _product_kind(safe: Path, spec: CollectionSpec) -> _Kind:
-    """What the product is, from its name; the collection must agree when it says what it holds."""
-    expected, found = _kind_from_spec(spec), _kind_from_name(safe.name)
-    if expected and found and expected != found:
-        raise InvalidProduct(f"{safe.name}: a {found.label} product, but collection {spec.id} holds {expected.label}")
-    kind = found or expected
-    if kind is None:
-        raise ConfigError(
-            f"collection {spec.id}: cannot describe {safe.name} (known: Sentinel-2 L1C/L2A and Sentinel-1 GRD SAFE)"
-        )
-    return kind
-
-
 # --------------------------------------------------------------------------- build_item
 
 
-def build_item(safe: Path, spec: CollectionSpec) -> pystac.Item:
-    """The stactools item of an unpacked SAFE folder, with local hrefs, in collection ``spec.id``."""
-    kind = _product_kind(safe, spec)
-    root = safe.absolute()  # absolute hrefs: raster_sources/metadata_files must not depend on the cwd
-    if root.suffix.lower() != ".safe" or not root.is_dir():
-        # stactools-sentinel2 takes any other href for the Sinergise S3 layout and fails obscurely
-        raise InvalidProduct(f"{safe.name}: cannot describe: not an unpacked .SAFE folder")
+def build_item(folder: Path, spec: CollectionSpec) -> pystac.Item:
+    """The stactools item of an unpacked product folder (SAFE, SEN3), with local hrefs, in ``spec.id``."""
+    kind = kinds.product_kind(folder, spec)
+    root = folder.absolute()  # absolute hrefs: raster_sources/metadata_files must not depend on the cwd
+    kinds.check_folder(kind, root)
     try:
-        item = _create_item(kind, root)
+        item = kinds.create_item(kind, root)
     except Exception as exc:  # stactools and lxml raise many types on bad metadata (ValueError, KeyError, ...)
-        raise InvalidProduct(f"{safe.name}: cannot describe: {_one_line(exc)}") from exc
-    _check_level(item, kind, safe.name)
-    _check_inside(item, root, safe.name)
+        raise InvalidProduct(f"{folder.name}: cannot describe: {_one_line(exc)}") from exc
+    kinds.check_level(item, kind, folder.name)
+    _check_inside(item, root, folder.name)
     item.collection_id = spec.id
     item.properties["processing:level"] = kind.level
     item.properties["processing:software"] = {kind.stactools: _version(kind.stactools)}
     return item
-
-
-def _create_item(kind: _Kind, root: Path) -> pystac.Item:
-    # imported here: stactools-sentinel1 pulls in requests and more at import time
-    if kind.mission == "s2":
-        from stactools.sentinel2.stac import create_item
-
-        item: pystac.Item = create_item(str(root))
-        return item
-    from stactools.sentinel1.formats import Format
-    from stactools.sentinel1.grd.stac import create_item as create_grd_item
-
-    grd: pystac.Item = create_grd_item(str(root), archive_format=Format.SAFE)
-    return grd
-
-
-def _check_level(item: pystac.Item, kind: _Kind, name: str) -> None:
-    """The metadata, not only the folder name, must say the product is of the expected kind."""
-    if kind.mission == "s2":
-        found = item.id.rsplit("_", 1)[-1]  # stactools ids end with _L1C / _L2A
-        ok = found == kind.level
-    else:
-        found = str(item.properties.get("sar:product_type"))
-        ok = found == "GRD"
-    if not ok:
-        raise InvalidProduct(f"{name}: its metadata says {found}, expected a {kind.label} product")
 
 
 def _check_inside(item: pystac.Item, root: Path, name: str) -> None:
@@ -259,6 +190,8 @@ def treatment(key: str, asset: pystac.Asset, spec: CollectionSpec) -> Treatment:
         return "as_is"
     if roles & _RASTER_ROLES and _is_raster(asset):
         return "convert"
+    if "data" in roles and asset.media_type == NETCDF_MEDIA_TYPE:
+        return "as_is"  # S3 measurements on the instrument's swath: a COG would need a reprojection
     if "metadata" in roles:
         return "as_is"
     return "drop"
@@ -268,12 +201,6 @@ def _is_raster(asset: pystac.Asset) -> bool:
     if asset.media_type:
         return asset.media_type.startswith(_RASTER_TYPES)
     return asset.href.lower().endswith(_RASTER_SUFFIXES)
-
-
-def product_name(item: pystac.Item) -> str:
-    """The upstream product name for messages (S2 item ids are not the SAFE name)."""
-    props = item.properties
-    return str(props.get("s2:product_uri") or props.get("s1:product_identifier") or item.id)
 
 
 def raster_sources(item: pystac.Item, spec: CollectionSpec) -> list[CogSource]:
@@ -291,9 +218,13 @@ def raster_sources(item: pystac.Item, spec: CollectionSpec) -> list[CogSource]:
     missing = sorted(s.asset_key for s in sources if not s.path.is_file())
     if missing:
         raise InvalidProduct(f"{product_name(item)}: raster files its metadata lists are missing: {', '.join(missing)}")
-    if not sources:
-        raise InvalidProduct(f"{product_name(item)}: no raster to convert")
+    if not sources and not any(_kept_data(k, a, spec) for k, a in item.assets.items()):
+        raise InvalidProduct(f"{product_name(item)}: no raster to convert and no data file to keep")
     return sources
+
+
+def _kept_data(key: str, asset: pystac.Asset, spec: CollectionSpec) -> bool:
+    return bool(set(asset.roles or []) & _RASTER_ROLES) and treatment(key, asset, spec) == "as_is"
 
 
 def band_meta(asset: pystac.Asset) -> tuple[BandMeta, ...]:

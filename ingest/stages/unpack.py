@@ -133,10 +133,15 @@ def unpack(
     return dest
 
 
+PRODUCT_SUFFIXES = (".SAFE", ".SEN3")
+
+
 def find_safe(root: Path, product_id: str) -> Path:
-    """The single ``*.SAFE`` directory inside an unpacked product."""
-    found = [p for p in root.iterdir() if p.is_dir() and p.suffix == ".SAFE"]
+    """The single product directory (``*.SAFE``, Sentinel-3 ``*.SEN3``) inside an unpacked product."""
+    found = [p for p in root.iterdir() if p.is_dir() and p.suffix in PRODUCT_SUFFIXES]
     if len(found) != 1:
         names = ", ".join(sorted(p.name for p in root.iterdir())) or "nothing"
-        raise InvalidProduct(f"expected one .SAFE directory in the archive, found: {names}", product_id=product_id)
+        raise InvalidProduct(
+            f"expected one .SAFE or .SEN3 directory in the archive, found: {names}", product_id=product_id
+        )
     return found[0]

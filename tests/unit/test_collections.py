@@ -37,7 +37,11 @@ def test_parse_duration_rejects(bad: str) -> None:
 
 def test_shipped_collections_load_and_validate() -> None:
     specs = col.load_all(COLLECTIONS)
-    assert set(specs) == {"sentinel-2-l2a", "sentinel-2-l1c", "sentinel-1-grd"}
+    sentinel3 = {
+        "sentinel-3-olci-l1-efr", "sentinel-3-olci-l1-err", "sentinel-3-olci-l2-lfr", "sentinel-3-olci-l2-wfr",
+        "sentinel-3-slstr-l1-rbt", "sentinel-3-slstr-l2-lst", "sentinel-3-slstr-l2-frp", "sentinel-3-slstr-l2-wst",
+    }  # fmt: skip
+    assert set(specs) == {"sentinel-2-l2a", "sentinel-2-l1c", "sentinel-1-grd"} | sentinel3
     for spec in specs.values():
         doc = spec.stac_collection()
         report = validate_collection(doc)
@@ -50,6 +54,8 @@ def test_shipped_collections_load_and_validate() -> None:
     assert {"scl", "red", "nir", "visual", "aot"} <= set(l2a.stac.item_assets)
     names = {b["name"] for b in l2a.stac.summaries["eo:bands"]}
     assert {"B02", "B03", "B04", "B08", "B8A", "B12"} <= names
+    for s3 in sentinel3:  # netCDF on the swath: kept as they are, nothing converted
+        assert specs[s3].assets == {"*": "keep"} and specs[s3].asset_rule("Oa01_radiance") == "keep"
     s1 = specs["sentinel-1-grd"]
     assert s1.cog.resampling_for("vv") == "average"
     assert s1.stac.summaries["sar:frequency_band"] == ["C"]

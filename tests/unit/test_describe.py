@@ -655,9 +655,9 @@ def test_not_a_safe_folder_or_unknown_collection(tmp_path: Path) -> None:
     unsafe.mkdir()
     with pytest.raises(InvalidProduct, match=r"not an unpacked \.SAFE folder"):
         describe.build_item(unsafe, spec("sentinel-2-l2a"))
-    olci = spec(L2A).model_copy(update={"id": "sentinel-3-olci", "source": Source(eodag_collection="S3_EFR")})
-    with pytest.raises(ConfigError, match="collection sentinel-3-olci: cannot describe"):
-        describe.build_item(tmp_path / "S3A_OL_1_EFR____20211021T073827.SEN3", olci)
+    sral = spec(L2A).model_copy(update={"id": "sentinel-3-sral", "source": Source(eodag_collection="S3_SRA")})
+    with pytest.raises(ConfigError, match="collection sentinel-3-sral: cannot describe"):
+        describe.build_item(tmp_path / "S3A_SR_1_SRA____20211021T073827.SEN3", sral)
 
 
 def test_real_items_as_stactools_makes_them() -> None:

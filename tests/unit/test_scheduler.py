@@ -36,16 +36,12 @@ def test_real_collections_give_one_hourly_harvest_and_a_daily_audit_each_plus_th
     specs: dict[str, CollectionSpec], settings: Settings
 ) -> None:
     jobs = jobs_for(specs, settings)
-    assert [j.id for j in jobs] == [
-        "harvest:sentinel-1-grd",
-        "harvest:sentinel-2-l1c",
-        "harvest:sentinel-2-l2a",
-        "audit:sentinel-1-grd",
-        "audit:sentinel-2-l1c",
-        "audit:sentinel-2-l2a",
-        "reconcile",
+    n = len(specs)
+    assert n == 11 and {"sentinel-1-grd", "sentinel-2-l2a", "sentinel-3-olci-l1-efr"} <= set(specs)
+    assert [j.id for j in jobs] == [f"harvest:{c}" for c in sorted(specs)] + [f"audit:{c}" for c in sorted(specs)] + [
+        "reconcile"
     ]
-    for job in jobs[:3]:
+    for job in jobs[:n]:
         assert job.kind == "harvest" and job.trigger == "interval"
         assert job.trigger_args == {"seconds": 3600.0}
         assert job.func is run_harvest and job.args == (settings, job.collection)
@@ -53,7 +49,7 @@ def test_real_collections_give_one_hourly_harvest_and_a_daily_audit_each_plus_th
         assert job.misfire_grace_s == 3600
         assert job.describe() == "every 1:00:00"
     assert not any(j.kind == "retention" for j in jobs)  # the shipped policies are off until an operator sets one
-    for job in jobs[3:6]:  # audits are on by default: what they find shows nowhere else
+    for job in jobs[n : 2 * n]:  # audits are on by default: what they find shows nowhere else
         assert (job.kind, job.trigger, dict(job.trigger_args)) == ("audit", "cron", {"expr": "15 4 * * *"})
         assert job.func is run_audit and job.args == (settings, job.collection) and job.id == f"audit:{job.collection}"
 
@@ -81,7 +77,7 @@ def test_an_audit_follows_its_schedule_and_can_be_turned_off(
     s2 = specs["sentinel-2-l1c"]
     specs["sentinel-2-l1c"] = s2.model_copy(update={"audit": s2.audit.model_copy(update={"enabled": False})})
     audits = {j.id: j for j in jobs_for(specs, settings) if j.kind == "audit"}
-    assert set(audits) == {"audit:sentinel-1-grd", "audit:sentinel-2-l2a"}
+    assert set(audits) == {f"audit:{c}" for c in specs if c != "sentinel-2-l1c"}
     fire = audits["audit:sentinel-1-grd"].make_trigger().get_next_fire_time(None, NOW)
     assert (fire.weekday(), fire.hour, fire.minute) == (6, 5, 0)  # 0 = Sunday, as cron means it
 
@@ -115,7 +111,7 @@ def test_short_interval_and_disabled_harvest(specs: dict[str, CollectionSpec], s
     specs["sentinel-1-grd"] = with_harvest(specs["sentinel-1-grd"], enabled=False)
     specs["sentinel-2-l1c"] = with_harvest(specs["sentinel-2-l1c"], interval=timedelta(seconds=5))
     jobs = {j.id: j for j in jobs_for(specs, settings) if j.kind != "audit"}
-    assert set(jobs) == {"harvest:sentinel-2-l1c", "harvest:sentinel-2-l2a", "reconcile"}
+    assert set(jobs) == {f"harvest:{c}" for c in specs if c != "sentinel-1-grd"} | {"reconcile"}
     fast = jobs["harvest:sentinel-2-l1c"]
     assert fast.trigger_args == {"seconds": 5.0} and fast.describe() == "every 5 s" and fast.misfire_grace_s == 5
     # a disabled collection is still reconciled (its backfilled products must still be processed)
@@ -136,7 +132,9 @@ def test_first_runs_resume_interval_harvests_from_the_last_harvest(
         "sentinel-2-l1c": NOW - timedelta(hours=3),  # overdue (no scheduler led for a while): now
     }
     runs = first_runs(plan, last, NOW)
+    never = {f"harvest:{c}": NOW for c in specs if c not in last and c != "sentinel-2-l2a"}  # no history: now
     assert runs == {
+        **never,
         "harvest:sentinel-1-grd": NOW + timedelta(minutes=40),
         "harvest:sentinel-2-l1c": NOW,
         "reconcile": NOW,  # at once: repair what died with the previous leader
@@ -145,7 +143,7 @@ def test_first_runs_resume_interval_harvests_from_the_last_harvest(
 
 def test_first_runs_with_no_history_run_everything_now(specs: dict[str, CollectionSpec], settings: Settings) -> None:
     runs = first_runs(jobs_for(specs, settings), {}, NOW)
-    assert set(runs.values()) == {NOW} and len(runs) == 4
+    assert set(runs.values()) == {NOW} and len(runs) == len(specs) + 1
 
 
 def test_lock_key_is_a_stable_signed_int64() -> None:

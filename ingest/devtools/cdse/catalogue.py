@@ -38,6 +38,7 @@ COLLECTIONS: dict[str, tuple[str, str]] = {
     "S3_SLSTR_L1RBT": ("SENTINEL-3", "SL_1_RBT___"),
     "S3_SLSTR_L2LST": ("SENTINEL-3", "SL_2_LST___"),
     "S3_SLSTR_L2WST": ("SENTINEL-3", "SL_2_WST___"),
+    "S3_SLSTR_L2FRP": ("SENTINEL-3", "SL_2_FRP___"),
     "S3_SRA": ("SENTINEL-3", "SR_1_SRA___"),
 }
 
