@@ -25,7 +25,11 @@ _TILES = ("31TDH", "31TCJ", "32TLR", "33UUP", "30TXN", "31UFQ")
 
 def safe_geometry(safe: Path) -> dict[str, Any]:
     """The product footprint as GeoJSON, read the way stactools reads it (so it equals the item's)."""
-    if safe.name.startswith("S1"):
+    if safe.name.startswith("S3"):
+        from stactools.sentinel3.stac import create_item as s3_create_item
+
+        item = s3_create_item(str(safe))
+    elif safe.name.startswith("S1"):
         from stactools.sentinel1.formats import Format
         from stactools.sentinel1.grd.stac import create_item as s1_create_item
 
@@ -43,7 +47,7 @@ def publish_safe(root: Path, safe: Path, *, collection: str, sensing: datetime, 
     """Zip ``safe`` reproducibly and add it to the provider at ``root``."""
     geometry = safe_geometry(safe)
     with tempfile.TemporaryDirectory(prefix=".publish-", dir=root if root.is_dir() else None) as tmp:
-        zipped = generator.zip_product(safe, Path(tmp) / f"{safe.name.removesuffix('.SAFE')}.zip")
+        zipped = generator.zip_product(safe, Path(tmp) / f"{safe.name.removesuffix('.SAFE').removesuffix('.SEN3')}.zip")
         return add_product(
             root, zipped, collection=collection, geometry=geometry, datetime=sensing, published=published, move=True
         )

@@ -75,11 +75,13 @@ class CogResult:
 
 @dataclass(frozen=True)
 class MetadataFile:
-    """A non-raster file of the product that is uploaded as-is (manifest, product and granule XML)."""
+    """A file of the product uploaded as it is: metadata (manifest, product and granule XML, previews), or
+    data the collection keeps unconverted (``data``: Sentinel-3 netCDF, a raster the plan keeps)."""
 
     asset_key: str
     path: Path
     media_type: str
+    data: bool = False
 
 
 @dataclass(frozen=True)

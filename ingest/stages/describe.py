@@ -261,9 +261,10 @@ def metadata_files(item: pystac.Item, spec: CollectionSpec) -> list[MetadataFile
         if treatment(key, asset, spec) != "as_is":
             continue
         path = Path(asset.href)
+        data = bool(set(asset.roles or []) & _RASTER_ROLES)
         if path.is_file():
-            files.append(MetadataFile(key, path, _as_is_media_type(asset, path)))
-        elif set(asset.roles or []) & _RASTER_ROLES:
+            files.append(MetadataFile(key, path, _as_is_media_type(asset, path), data=data))
+        elif data:
             missing.append(key)
         else:  # linked by naming convention only (datastrip MTD_DS.xml, INSPIRE.xml, S1 quick-look.png)
             log.info("%s: %s not in the product (%s); the item will not list it", item.id, key, path.name)

@@ -5,6 +5,8 @@ Names under the item prefix ``{prefix}/{collection}/{item_id}/`` (the prefix is 
 * COGs: ``{asset_key}.tif`` (e.g. ``B04_10m.tif``);
 * metadata files: ``metadata/{asset_key}{suffix}`` (e.g. ``metadata/product_metadata.xml``,
   ``metadata/safe_manifest.safe``);
+* data files kept as they are: ``{asset_key}{suffix}`` beside the COGs (Sentinel-3
+  ``oa01-radiance.nc``): they are what the item is about, not metadata;
 * images we made for browsers: ``{asset_key}{suffix}`` beside the COGs (``thumbnail.png``,
   ``ingest.stages.preview``).
 
@@ -68,7 +70,14 @@ def plan_upload(
         PlannedObject(c.asset_key, c.path, cog_name(c.asset_key), COG_MEDIA_TYPE, c.sha256, c.size) for c in cogs
     ]
     planned += [
-        PlannedObject(m.asset_key, m.path, metadata_name(m.asset_key, m.path), m.media_type, None, None)
+        PlannedObject(
+            m.asset_key,
+            m.path,
+            (preview_name if m.data else metadata_name)(m.asset_key, m.path),
+            m.media_type,
+            None,
+            None,
+        )
         for m in metadata
     ]
     planned += [

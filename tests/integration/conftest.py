@@ -29,11 +29,12 @@ from ingest.pipeline import Outcome, Services, process
 from ingest.quota import Quota
 from ingest.quota.paced import Paced
 from ingest.settings import Settings
+from ingest.stages.kinds import KINDS
 from ingest.state.machine import State
 from tests.conftest import ROOT, Stack
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
-SPEC_OF = {"S2_MSI_L2A": "sentinel-2-l2a", "S2_MSI_L1C": "sentinel-2-l1c", "S1_SAR_GRD": "sentinel-1-grd"}
+SPEC_OF = {k.eodag: k.collection for k in KINDS}  # EODAG collection id -> our collection file
 
 
 class _ProcessOptions(TypedDict, total=False):

@@ -21,8 +21,10 @@ from ingest.collections import CollectionSpec
 from ingest.devtools.complete import complete_real_safe
 from ingest.devtools.publish import publish_safe
 from ingest.harvest import harvest
+from ingest.stages import kinds
+from ingest.stages.checksums import file_digest, to_multihash
 from ingest.state.machine import State
-from tests.conftest import REAL_S1_GRD, REAL_S2_L1C, REAL_S2_L2A_N0214, REAL_S2_L2A_N0400
+from tests.conftest import REAL_S1_GRD, REAL_S2_L1C, REAL_S2_L2A_N0214, REAL_S2_L2A_N0400, REAL_S3
 from tests.integration.conftest import START, WorldFactory
 from tests.integration.test_pipeline import assert_catalogued
 
@@ -35,9 +37,9 @@ OURS = ("created", "updated", "processing:", "ingest:")
 
 
 def _kind(safe: Path) -> str:
-    if "MSIL1C" in safe.name:
-        return "S2_MSI_L1C"
-    return "S2_MSI_L2A" if "MSIL2A" in safe.name else "S1_SAR_GRD"
+    kind = kinds.of_name(safe.name)
+    assert kind is not None, safe.name
+    return kind.eodag
 
 
 def _same_value(a: Any, b: Any) -> bool:
@@ -51,7 +53,7 @@ def _same_value(a: Any, b: Any) -> bool:
 
 
 def _ingest_real(make_world: WorldFactory, safe: Path, tmp_path: Path) -> tuple[dict[str, Any], CollectionSpec]:
-    world = make_world(_kind(safe), count=0)
+    world = make_world(_kind(safe), count=0)  # type: ignore[arg-type]
     completed = complete_real_safe(safe, tmp_path / "completed", size=64)
     entry = publish_safe(world.root, completed, collection=_kind(safe), sensing=START, published=START)
     found = harvest(world.conn, world.provider, world.spec)
@@ -97,3 +99,29 @@ def test_real_s1_grd_product_is_catalogued(make_world: WorldFactory, safe: Path,
         assert asset["raster:bands"][0]["data_type"] == "uint16"
         assert asset["href"].endswith(f"/{key}.tif")
     assert item["properties"]["sar:polarizations"] == ["VV", "VH"]
+
+
+@pytest.mark.parametrize("sen3", REAL_S3, ids=[p.name[:16] for p in REAL_S3])
+def test_real_sentinel3_product_is_catalogued_with_its_netcdf_kept(
+    make_world: WorldFactory, sen3: Path, tmp_path: Path
+) -> None:
+    item, spec = _ingest_real(make_world, sen3, tmp_path)
+    kind = kinds.of_name(sen3.name)
+    assert kind is not None
+    assert item["properties"]["s3:product_type"] == kind.expected
+    assert item["properties"]["processing:level"] == kind.level
+    assert item["id"].startswith(sen3.name[:12])  # stactools shortens the name: S3A_OL_1_EFR_<start>_<stop>_...
+    # every asset is one of the product's files, byte for byte (objects are named by asset key)
+    files = {
+        to_multihash("sha256", file_digest(p, "sha256")): p for p in (tmp_path / "completed" / sen3.name).iterdir()
+    }
+    assert THUMBNAIL_KEY not in item["assets"]  # a SEN3 folder carries no quick-look
+    kept = set()
+    for key, asset in item["assets"].items():
+        source = files.get(asset["file:checksum"])
+        assert source is not None and asset["file:size"] == source.stat().st_size, key
+        assert asset["href"].startswith("s3://") and asset["href"].endswith(f"/{key}{source.suffix}"), key
+        assert asset["type"] == (kinds.NETCDF_MEDIA_TYPE if source.suffix == ".nc" else "application/xml"), key
+        kept.add(source.name)
+    assert "xfdumanifest.xml" in kept and any(name.endswith(".nc") for name in kept)
+    assert set(item["assets"]) <= set(spec.stac.item_assets)

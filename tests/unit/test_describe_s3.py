@@ -14,7 +14,7 @@ from ingest.devtools.complete import complete_real_safe
 from ingest.errors import InvalidProduct
 from ingest.stages import describe, kinds
 from ingest.stages.acquire import verify_unpacked
-from ingest.stages.artifacts import Provenance, StorageAccess, StoredObject
+from ingest.stages.artifacts import MetadataFile, Provenance, StorageAccess, StoredObject
 from ingest.stages.checksums import file_digest, to_multihash
 from ingest.stages.manifest import ManifestError, parse_manifest
 from tests.conftest import REAL_S3
@@ -35,7 +35,7 @@ def _completed(src: Path, tmp_path: Path) -> Path:
     return complete_real_safe(src, tmp_path / "completed")
 
 
-def _stored(item_id: str, files: list[describe.MetadataFile]) -> dict[str, StoredObject]:
+def _stored(item_id: str, files: list[MetadataFile]) -> dict[str, StoredObject]:
     out = {}
     for f in files:
         key = f"ingest/c/{item_id}/{f.path.name}"
