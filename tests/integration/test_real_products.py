@@ -53,7 +53,7 @@ def _same_value(a: Any, b: Any) -> bool:
 
 
 def _ingest_real(make_world: WorldFactory, safe: Path, tmp_path: Path) -> tuple[dict[str, Any], CollectionSpec]:
-    world = make_world(_kind(safe), count=0)  # type: ignore[arg-type]
+    world = make_world(_kind(safe), count=0)
     completed = complete_real_safe(safe, tmp_path / "completed", size=64)
     entry = publish_safe(world.root, completed, collection=_kind(safe), sensing=START, published=START)
     found = harvest(world.conn, world.provider, world.spec)
