@@ -111,7 +111,7 @@ def complete_real_safe(src: Path, out_dir: Path, *, size: int = 64, seed: int = 
             _complete_s2(safe, scratch, s2, size, seed)
         else:
             _complete_s1(safe, size, seed)
-        _rewrite_manifest(safe / "manifest.safe")
+        rewrite_manifest(safe / "manifest.safe")
     return Path(out_dir) / name
 
 
@@ -120,7 +120,7 @@ def _complete_s3(src: Path, out_dir: Path) -> Path:
     # are, since Sentinel-3 data is kept, not converted; only the manifest's sizes and MD5s change
     with _product_dir(out_dir, src.name) as (sen3, _):
         _copy_product(src, sen3)
-        _rewrite_manifest(sen3 / _XFDU)
+        rewrite_manifest(sen3 / _XFDU)
     return out_dir / src.name
 
 
@@ -501,7 +501,7 @@ def _write_quicklook(path: Path, pixels: dict[str, npt.NDArray[np.uint16]]) -> N
 # ---------------------------------------------------------------------------------------------
 
 
-def _rewrite_manifest(path: Path) -> None:
+def rewrite_manifest(path: Path) -> None:
     """Give present files their size and checksum; drop dataObjects of absent files and what points at them.
 
     Edited in place with lxml so prefixes, comments, attribute order and layout of the real

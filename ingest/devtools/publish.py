@@ -43,9 +43,18 @@ def safe_geometry(safe: Path) -> dict[str, Any]:
     return dict(item.geometry)
 
 
-def publish_safe(root: Path, safe: Path, *, collection: str, sensing: datetime, published: datetime) -> ProviderEntry:
-    """Zip ``safe`` reproducibly and add it to the provider at ``root``."""
-    geometry = safe_geometry(safe)
+def publish_safe(
+    root: Path,
+    safe: Path,
+    *,
+    collection: str,
+    sensing: datetime,
+    published: datetime,
+    geometry: dict[str, Any] | None = None,
+) -> ProviderEntry:
+    """Zip ``safe`` reproducibly and add it to the provider at ``root`` (``geometry``: the footprint to
+    advertise, for a product stactools cannot read, else stactools' own)."""
+    geometry = geometry or safe_geometry(safe)
     with tempfile.TemporaryDirectory(prefix=".publish-", dir=root if root.is_dir() else None) as tmp:
         zipped = generator.zip_product(safe, Path(tmp) / f"{safe.name.removesuffix('.SAFE').removesuffix('.SEN3')}.zip")
         return add_product(

@@ -9,6 +9,7 @@ in id, geometry, datetime, properties and asset keys, with hrefs pointing at our
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,11 @@ from typing import Any
 import pytest
 from shapely.geometry import shape
 
+from ingest.adapters import pgstac
 from ingest.asset_plan import THUMBNAIL_KEY
 from ingest.collections import CollectionSpec
-from ingest.devtools.complete import complete_real_safe
-from ingest.devtools.publish import publish_safe
+from ingest.devtools.complete import complete_real_safe, rewrite_manifest
+from ingest.devtools.publish import publish_safe, safe_geometry
 from ingest.harvest import harvest
 from ingest.stages import kinds
 from ingest.stages.checksums import file_digest, to_multihash
@@ -125,3 +127,52 @@ def test_real_sentinel3_product_is_catalogued_with_its_netcdf_kept(
         kept.add(source.name)
     assert "xfdumanifest.xml" in kept and any(name.endswith(".nc") for name in kept)
     assert set(item["assets"]) <= set(spec.stac.item_assets)
+
+
+def _variant(efr: Path, out: Path, stamp: str) -> Path:
+    """The completed EFR under another creation time: another product id."""
+    target = out / efr.name.replace("20211021T091357", stamp)
+    shutil.copytree(efr, target)
+    return target
+
+
+def test_hostile_sentinel3_products_are_invalid_with_the_cause_and_nothing_is_uploaded(
+    make_world: WorldFactory, tmp_path: Path
+) -> None:
+    world = make_world("S3_EFR", count=0)
+    src = next(p for p in REAL_S3 if "_OL_1_EFR_" in p.name)
+    efr = complete_real_safe(src, tmp_path / "completed")
+    hostile = tmp_path / "hostile"
+    hostile.mkdir()
+    # a netCDF changed after its manifest was written
+    md5 = _variant(efr, hostile, "20211021T100000")
+    (md5 / "Oa01_radiance.nc").write_bytes((md5 / "Oa01_radiance.nc").read_bytes()[:-1] + b"\x01")
+    # a ".nc" that is not netCDF, with a manifest that agrees with it
+    not_nc = _variant(efr, hostile, "20211021T110000")
+    (not_nc / "Oa07_radiance.nc").write_bytes(b"<html><body>login required</body></html>")
+    rewrite_manifest(not_nc / "xfdumanifest.xml")
+    # an xfdumanifest with a DTD declaring an entity
+    dtd = _variant(efr, hostile, "20211021T120000")
+    text = (dtd / "xfdumanifest.xml").read_text()
+    head, body = text.split("?>", 1)
+    (dtd / "xfdumanifest.xml").write_text(f'{head}?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/hostname">]>{body}')
+    causes = {
+        md5: "disagree with xfdumanifest.xml: Oa01_radiance.nc: MD5 mismatch",
+        not_nc: "not netCDF (no netCDF or HDF5 signature): Oa07_radiance.nc",
+        dtd: "DTD",
+    }
+    where = safe_geometry(efr)  # the hostile ones need not be readable to be offered
+    ids = {
+        folder: publish_safe(world.root, folder, collection="S3_EFR", sensing=START, published=START, geometry=where).id
+        for folder in causes
+    }
+    assert set(harvest(world.conn, world.provider, world.spec).new_ids) == set(ids.values())
+    for folder, cause in causes.items():
+        out = world.process(ids[folder])
+        assert out.state is State.INVALID, (folder.name, out.error)
+        assert cause in (out.error or ""), (folder.name, out.error)
+    assert world.store.list_keys(world.store.collection_prefix(world.spec.id)) == []  # nothing uploaded
+    assert (
+        pgstac.get_item(world.dsn, world.spec.id, "S3A_OL_1_EFR_20211021T073827_20211021T074112_0164_077_334_4320")
+        is None
+    )
