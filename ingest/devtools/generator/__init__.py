@@ -1,10 +1,11 @@
 """Synthetic-but-valid Sentinel products for tests and benchmarks.
 
-``generate_s2`` writes a Sentinel-2 L1C/L2A SAFE product and ``generate_s1_grd`` a Sentinel-1
-GRD SAFE product whose metadata and rasters follow the layout of real products closely enough
-for ``stactools-sentinel2`` / ``stactools-sentinel1`` to accept them and yield items with the
-same asset keys and STAC extensions as for real products. ``zip_product`` packs a SAFE directory
-reproducibly. Manifests are written with the checksums real ones carry (MD5, or SHA3-256 as S2
+``generate_s2`` writes a Sentinel-2 L1C/L2A SAFE product, ``generate_s1_grd`` a Sentinel-1 GRD
+SAFE product and ``generate_s3`` a Sentinel-3 SEN3 product (OLCI L1 EFR, OLCI L2 LFR, SLSTR L1
+RBT, SLSTR L2 LST) whose metadata and rasters follow the layout of real products closely enough
+for ``stactools-sentinel2`` / ``-sentinel1`` / ``-sentinel3`` to accept them and yield items with
+the same asset keys and STAC extensions as for real products. ``zip_product`` packs a SAFE or
+SEN3 directory reproducibly. Manifests are written with the checksums real ones carry (MD5, or SHA3-256 as S2
 baseline 03.xx does); ``ingest.stages.manifest`` reads and verifies them.
 
 Everything is deterministic: on a given platform the same arguments (including ``seed``) give
@@ -15,7 +16,8 @@ Pixel values come from seeded smooth fields plus seeded noise and are reproducib
 What the generated products leave out, compared with real ones (none of it is read by
 stactools): HTML/, rep_info/, AUX_DATA/, the QI_DATA masks and quality reports, the datastrip
 QI_DATA reports, S1 support/*.xsd, the spectral-response curves, detector-wise viewing-angle
-grids and the orbit/attitude/Doppler lists of the S1 annotation.
+grids and the orbit/attitude/Doppler lists of the S1 annotation; in S3 calibration and
+ancillary netCDF files, the secondary variables (see ``sentinel3_specs``).
 """
 
 # One module per mission over the shared helpers in ``common``; this package re-exports the
@@ -40,11 +42,14 @@ from ingest.devtools.generator.sentinel2 import (
     s2_tile_grid,
 )
 from ingest.devtools.generator.sentinel2 import _S2Model as _S2Model
+from ingest.devtools.generator.sentinel3 import S3_PRODUCT_TYPES, generate_s3
 
 __all__ = [
+    "S3_PRODUCT_TYPES",
     "S2TileGrid",
     "generate_s1_grd",
     "generate_s2",
+    "generate_s3",
     "s1_measurement_pixels",
     "s2_band_pixels",
     "s2_footprint",

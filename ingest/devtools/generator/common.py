@@ -280,11 +280,11 @@ def _product_dir(out_dir: Path, name: str) -> Iterator[tuple[Path, Path]]:
 
 
 def zip_product(safe_dir: Path, zip_path: Path) -> Path:
-    """Zip a SAFE directory reproducibly, the way product archives are served.
+    """Zip a SAFE (or SEN3) directory reproducibly, the way product archives are served.
 
-    The archive's top-level entry is ``<name>.SAFE/``; entries (directories included) are sorted
+    The archive's top-level entry is ``<name>.SAFE/`` (``<name>.SEN3/``); entries (directories included) are sorted
     by path, carry a fixed timestamp (1980-01-01) and fixed permissions. Already-compressed files
-    (JPEG 2000, TIFF, PNG) are STORED, everything else (XML, HTML, KML) DEFLATED (zlib default level).
+    (JPEG 2000, TIFF, PNG, netCDF) are STORED, everything else (XML, HTML, KML) DEFLATED (zlib default level).
     Large files are streamed. The zip is written next to ``zip_path`` and renamed into place.
     """
     safe_dir = Path(safe_dir)
