@@ -27,7 +27,15 @@ import numpy as np
 import numpy.typing as npt
 from lxml import etree  # type: ignore[import-untyped]
 
-from ingest.devtools.generator.common import F32Array, FloatArray, _block_noise, _Field, _product_dir, _utc
+from ingest.devtools.generator.common import (
+    _STRIP_ROWS,
+    F32Array,
+    FloatArray,
+    _block_noise,
+    _Field,
+    _product_dir,
+    _utc,
+)
 from ingest.devtools.generator.sentinel3_specs import FileSpec, Var, file_spec
 from ingest.stages.checksums import file_digest
 from ingest.stages.manifest import ALGORITHMS
@@ -242,43 +250,53 @@ class _Values:
         self.olci = olci
         self.scene = _Field.make(seed, 1, 8, 0.5, 4.0)
 
-    def _smooth(self, name: str, shape: tuple[int, ...]) -> F32Array:
+    def _smooth(self, name: str, shape: tuple[int, ...], r0: int, r1: int) -> F32Array:
+        """Values in [0, 1] of rows ``r0:r1`` (first axis) of an array of ``shape``.
+
+        The array is seen as 2-D (last axis x the others flattened), so strips of rows of the
+        first axis are contiguous runs of flattened rows and the values do not depend on the strips.
+        """
         width = shape[-1]
-        height = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+        per_row = int(np.prod(shape[1:-1])) if len(shape) > 2 else 1
+        height = shape[0] * per_row if len(shape) > 1 else 1
+        f0, f1 = (r0 * per_row, r1 * per_row) if len(shape) > 1 else (0, 1)
         u = (np.arange(width) + 0.5) / width
-        v = (np.arange(height) + 0.5) / height
+        v = (np.arange(f0, f1) + 0.5) / height
         own = _Field.make(self.seed, _key(name), 6, 0.5, 3.0)(u, v)
-        blended: F32Array = (np.float32(0.6) * self.scene(u, v) + np.float32(0.4) * own).astype(np.float32)
-        noise = _block_noise(self.seed, (_key(name),), 0, height, width, 64).astype(np.float32) / np.float32(64 * 50)
-        result: F32Array = np.clip(blended + noise, 0.0, 1.0).reshape(shape)
+        blended: F32Array = np.float32(0.6) * self.scene(u, v) + np.float32(0.4) * own
+        noise = _block_noise(self.seed, (_key(name),), f0, f1, width, 64).astype(np.float32) / np.float32(64 * 50)
+        strip_shape = (r1 - r0, *shape[1:]) if len(shape) > 1 else shape
+        result: F32Array = np.clip(blended + noise, 0.0, 1.0).reshape(strip_shape)
         return result
 
-    def physical(self, var: Var, axes: list[_Axis]) -> npt.NDArray[np.float64]:
+    def physical(self, var: Var, axes: list[_Axis], r0: int, r1: int) -> npt.NDArray[np.float64]:
+        """Physical values of rows ``r0:r1`` (first axis) of ``var`` laid out on ``axes``."""
         shape = tuple(a.length for a in axes)
+        strip = (r1 - r0, *shape[1:])
         if var.kind in ("lat", "lon"):
-            lon, lat = self.geometry.lonlat(_positions(axes[1]), _positions(axes[0]))
+            lon, lat = self.geometry.lonlat(_positions(axes[1]), _positions(axes[0])[r0:r1])
             return (lat if var.kind == "lat" else lon).astype(np.float64)
         if var.kind == "alt":
-            return self._smooth("altitude", shape).astype(np.float64) * 1500.0
+            return self._smooth("altitude", shape, r0, r1).astype(np.float64) * 1500.0
         if var.kind == "time":
-            steps = np.arange(shape[0], dtype=np.float64) * self.duration_us / max(1, shape[0])
-            return self.start_us + steps
+            return self.start_us + np.arange(r0, r1, dtype=np.float64) * self.duration_us / max(1, shape[0])
         if var.kind in ("column", "row"):
             axis = axes[-1] if var.kind == "column" else axes[0]
             metres = ("units", "m") in var.attrs
             values = _positions(axis) if metres else np.arange(axis.length, dtype=np.float64)
-            return np.broadcast_to(values if var.kind == "column" else values[:, None], shape).astype(np.float64)
+            chosen = values if var.kind == "column" else values[r0:r1, None]
+            return np.broadcast_to(chosen, strip).astype(np.float64)
         if var.kind == "detector":
             if self.olci:
                 columns = np.arange(shape[-1]) * _OLCI_DETECTORS // shape[-1]
-                return np.broadcast_to(columns, shape).astype(np.float64)
-            return np.broadcast_to((np.arange(shape[0]) % 2)[:, None], shape).astype(np.float64)
+                return np.broadcast_to(columns, strip).astype(np.float64)
+            return np.broadcast_to((np.arange(r0, r1) % 2)[:, None], strip).astype(np.float64)
         if var.kind == "flags":
-            bits = np.zeros(shape, dtype=np.float64)
+            bits = np.zeros(strip, dtype=np.float64)
             for bit in range(min(var.flag_count, 3)):
-                bits += (self._smooth(f"{var.name}#{bit}", shape) > 0.55 + 0.1 * bit) * float(1 << bit)
+                bits += (self._smooth(f"{var.name}#{bit}", shape, r0, r1) > 0.55 + 0.1 * bit) * float(1 << bit)
             return bits
-        return var.lo + (var.hi - var.lo) * self._smooth(var.name, shape).astype(np.float64)
+        return var.lo + (var.hi - var.lo) * self._smooth(var.name, shape, r0, r1).astype(np.float64)
 
 
 def _pack(var: Var, values: npt.NDArray[np.float64]) -> npt.NDArray[Any]:
@@ -331,8 +349,18 @@ def _write_netcdf(
             ds.createDimension(dim, axes[role].length)
         for var in spec.variables:
             dims = [axes[spec.dims[d]] for d in var.dims]
+            shape = [a.length for a in dims]
+            # chunks of whole strips of rows, written one at a time: memory stays at one strip
+            chunks = [min(shape[0], _STRIP_ROWS), *shape[1:]] if shape else None
             nc = ds.createVariable(
-                var.name, var.dtype, var.dims, zlib=True, complevel=4, shuffle=True, fill_value=var.fill
+                var.name,
+                var.dtype,
+                var.dims,
+                zlib=True,
+                complevel=4,
+                shuffle=True,
+                fill_value=var.fill,
+                chunksizes=chunks,
             )
             nc.set_auto_maskandscale(False)
             packed = np.dtype(var.dtype).kind != "f" and var.scale is not None
@@ -346,7 +374,9 @@ def _write_netcdf(
                     nc.flag_masks = np.array([1 << i for i in range(count)], dtype=var.dtype)
                     text = " ".join(text.split()[:count])
                 nc.setncattr(key, text)
-            nc[...] = _pack(var, values.physical(var, dims))
+            for r0 in range(0, shape[0], _STRIP_ROWS):
+                r1 = min(shape[0], r0 + _STRIP_ROWS)
+                nc[r0:r1] = _pack(var, values.physical(var, dims, r0, r1))
 
 
 # ---------------------------------------------------------------------------------------------
