@@ -190,6 +190,19 @@ def test_netcdf_other_product_types(products: dict[ProductType, Path]) -> None:
         assert 240 < float(lst[:].min()) < float(lst[:].max()) < 340
 
 
+@pytest.mark.parametrize("product_type", S3_PRODUCT_TYPES)
+def test_orbit_numbers_follow_the_real_phasing(tmp_path: Path, product_type: ProductType) -> None:
+    """Sensed when the real product was, the generated one gets its orbit, relative orbit and cycle."""
+    real = manifest(TEMPLATES[product_type])
+    start = datetime.strptime(real.findtext(".//safe:startTime", namespaces=NS) or "", "%Y-%m-%dT%H:%M:%S.%fZ")
+    folder = gen.generate_s3(tmp_path, product_type=product_type, sensing=start, size=16)
+    ours = manifest(folder)
+    for tag in ("safe:orbitNumber", "safe:relativeOrbitNumber", "safe:cycleNumber", "safe:passNumber"):
+        assert ours.findtext(f".//{tag}", namespaces=NS) == real.findtext(f".//{tag}", namespaces=NS)
+    # cycle, relative orbit and frame in the name, after the (shorter) duration
+    assert folder.name.split("_")[-7:] == TEMPLATES[product_type].name.split("_")[-7:]
+
+
 def test_full_size_grids_are_those_of_real_products() -> None:
     assert s3_grid("OL_1_EFR___") == (4865, 3749)  # the EFR template's imageSize
     assert s3_grid("OL_2_LFR___") == (4865, 4090)

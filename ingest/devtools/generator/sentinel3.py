@@ -18,6 +18,7 @@ import re
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -58,8 +59,7 @@ _NAME = re.compile(
     r"O_(?P<timeliness>[A-Z]{2})_(?P<baseline>\d{3})\.SEN3$"
 )
 
-# Per product type: main-grid columns of a real product, and metres per pixel (across, along).
-_OLCI_COLUMNS = 4865
+# Grid geometry of the instruments (metres per pixel; the real products' tie-point and orphan layout).
 _OLCI_SPACING = 300.0
 _OLCI_TIE_STEP = 64  # columnsPerTiePoint
 _OLCI_DETECTORS = 3700  # 5 cameras x 740
@@ -71,7 +71,6 @@ _SLSTR_ORPHANS = 187
 
 @dataclass(frozen=True)
 class _Template:
-    product_type: ProductType
     manifest: bytes
     attributes: dict[str, dict[str, tuple[str, Any]]]
     start: datetime
@@ -82,7 +81,6 @@ class _Template:
     name: re.Match[str]
     orbit: int
     relative_orbit: int
-    cycle: int
     descending: bool
 
 
@@ -97,6 +95,7 @@ def _parse_time(text: str) -> datetime:
     return datetime.strptime(text.rstrip("Z")[:26], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
 
 
+@cache
 def _load_template(product_type: ProductType) -> _Template:
     stem = product_type.rstrip("_")
     folder = resources.files("ingest.devtools.generator") / "sentinel3_templates"
@@ -116,7 +115,6 @@ def _load_template(product_type: ProductType) -> _Template:
         )[0]
     orbit = root.xpath("//*[local-name()='orbitNumber']")[0]
     return _Template(
-        product_type=product_type,
         manifest=manifest,
         attributes={f: {k: (v[0], v[1]) for k, v in a.items()} for f, a in attributes.items()},
         start=_parse_time(_ns_text(root, "startTime")),
@@ -127,7 +125,6 @@ def _load_template(product_type: ProductType) -> _Template:
         name=name,
         orbit=int(orbit.text),
         relative_orbit=int(_ns_text(root, "relativeOrbitNumber")),
-        cycle=int(_ns_text(root, "cycleNumber")),
         descending=orbit.get("groundTrackDirection") == "descending",
     )
 
