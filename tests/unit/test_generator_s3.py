@@ -16,9 +16,11 @@ import netCDF4
 import numpy as np
 import pytest
 import requests
+from click.testing import CliRunner
 from shapely.geometry import Point, shape
 from stactools.sentinel3.stac import create_item
 
+from ingest.cli import cli
 from ingest.devtools import generator as gen
 from ingest.devtools.generator.sentinel3 import S3_PRODUCT_TYPES, ProductType, s3_grid
 from ingest.devtools.provider import ProviderServer
@@ -262,3 +264,14 @@ def test_zip_and_provider_serve_a_sen3_folder(tmp_path: Path) -> None:
                 zf.extractall(tmp_path / "unpacked")
             checked, problems = verify_manifest(tmp_path / "unpacked" / f"{entry.id}.SEN3")
             assert problems == [] and checked > 0
+
+
+def test_dev_generate_takes_the_s3_kinds(tmp_path: Path) -> None:
+    args = ["dev", "generate", "--root", str(tmp_path), "--kind", "S3_SLSTR_L1RBT", "--count", "1", "--size", "16"]
+    done = CliRunner().invoke(cli, args)
+    assert done.exit_code == 0, done.output
+    assert "(S3_SLSTR_L1RBT, " in done.output
+    [zipped] = (tmp_path / "products").glob("S3A_SL_1_RBT____*.zip")
+    with zipfile.ZipFile(zipped) as zf:
+        assert f"{zipped.stem}.SEN3/xfdumanifest.xml" in zf.namelist()
+    assert CliRunner().invoke(cli, ["dev", "generate", "--root", str(tmp_path), "--kind", "S3_OL_1_ERR"]).exit_code == 2
