@@ -161,7 +161,7 @@ def _axes(product_type: ProductType, columns: int, rows: int) -> dict[str, _Axis
     """Grid role (as in ``sentinel3_specs``) -> axis, for a product of ``columns`` x ``rows``."""
     if product_type.startswith("OL"):
         tie = (columns - 1) // _OLCI_TIE_STEP + 1
-        removed = max(1, columns // 44)
+        removed = max(1, columns // 44)  # a stand-in count of removed (duplicated) pixels per row
         return {
             "rows": _Axis(rows, _OLCI_SPACING),
             "columns": _Axis(columns, _OLCI_SPACING),
