@@ -827,10 +827,15 @@ def dev_provider(ctx: click.Context, root: Any, port: int | None, flavour: str) 
 @dev.command("generate")
 @click.option("--root", type=click.Path(path_type=__import__("pathlib").Path), help="Provider root directory.")
 @click.option("--count", type=click.IntRange(1), default=6, show_default=True)
-@click.option("--size", type=int, default=120, show_default=True, help="S2 10 m band width (10980: full size).")
 @click.option(
-    "--kind", "kinds", multiple=True, type=click.Choice(["S2_MSI_L2A", "S2_MSI_L1C", "S1_SAR_GRD"]),
-    help="Product kinds, round robin (default: all three).",
+    "--size", type=int, default=120, show_default=True,
+    help="S2 10 m band width (10980: full size); S1 samples; S3 columns (OLCI 4865, SLSTR 1500: full size).",
+)  # fmt: skip
+@click.option(
+    "--kind", "kinds", multiple=True,
+    type=click.Choice(["S2_MSI_L2A", "S2_MSI_L1C", "S1_SAR_GRD", "S3_EFR", "S3_OLCI_L2LFR", "S3_SLSTR_L1RBT",
+                       "S3_SLSTR_L2LST"]),
+    help="Product kinds, round robin (default: S2_MSI_L2A, S2_MSI_L1C, S1_SAR_GRD).",
 )  # fmt: skip
 @click.option("--start", type=click.DateTime(), default="2026-01-01", show_default=True, help="First sensing time.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -841,10 +846,10 @@ def dev_generate(c: Context, root: Any, count: int, size: int, kinds: tuple[str,
 
     from rich.progress import Progress
 
-    from ingest.devtools.publish import KINDS, plan_products, publish_generated
+    from ingest.devtools.publish import KINDS, S3_KINDS, plan_products, publish_generated
 
     root = root or _default_provider_root(c.settings)
-    chosen = tuple(k for k in KINDS if k in kinds) or KINDS
+    chosen = tuple(k for k in (*KINDS, *S3_KINDS) if k in kinds) or KINDS
     plans = list(plan_products(count, kinds=chosen, start=start.replace(tzinfo=UTC), seed=seed))
     with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
         task = bar.add_task("generating", total=len(plans))

@@ -3,7 +3,7 @@
 Layout of a provider root directory::
 
     <root>/index.jsonl          one provider-side STAC item per line (append-only)
-    <root>/products/<id>.zip    the product archives (zip whose top entry is "<id>.SAFE/" or "<id>.SEN3/")
+    <root>/products/<id>.zip    the product archives (zip whose top entry is "<id>.SAFE/", Sentinel-3: "<id>.SEN3/")
 
 Each line of ``index.jsonl`` is a STAC item whose ``assets.product.href`` is relative to the
 root (``products/<id>.zip``); :func:`entry_to_item` turns an entry into the item the HTTP server
@@ -252,8 +252,8 @@ def add_product(
 ) -> ProviderEntry:
     """Put ``zip_path`` into ``<root>/products/<id>.zip`` (id = zip stem) and index it.
 
-    The zip must hold only ``<id>.SAFE/...`` (or ``<id>.SEN3/...``) entries. The archive is copied (or moved with
-    ``move=True``) and hashed in one streaming pass, published atomically (temp file + rename),
+    The zip must hold only ``<id>.SAFE/...`` (Sentinel-3: ``<id>.SEN3/...``) entries. The archive
+    is copied (or moved with ``move=True``) and hashed in one streaming pass, published atomically (temp file + rename),
     and only then appended to the index, so a running server never lists a partial file.
     """
     root = Path(root)
@@ -400,15 +400,14 @@ def _aware_utc(value: dt.datetime, name: str) -> dt.datetime:
 
 
 def _check_safe_zip(zip_path: Path, product_id: str) -> None:
+    top = f"{product_id}.SEN3/" if product_id.startswith("S3") else f"{product_id}.SAFE/"
     with zipfile.ZipFile(zip_path) as zf:
         names = zf.namelist()
     if not names:
         raise ValueError(f"{zip_path}: empty zip")
-    # Sentinel-3 products are SEN3 folders; the id has neither suffix
-    top = next((t for t in (f"{product_id}.SAFE/", f"{product_id}.SEN3/") if names[0].startswith(t)), None)
-    outside = [n for n in names if top is None or not n.startswith(top)]
+    outside = [n for n in names if not n.startswith(top)]
     if outside:
-        raise ValueError(f"{zip_path}: entries outside '{product_id}.SAFE/' or '.SEN3/': {outside[:3]}")
+        raise ValueError(f"{zip_path}: entries outside {top!r}: {outside[:3]}")
 
 
 def _chunks(f: Any) -> Iterator[bytes]:

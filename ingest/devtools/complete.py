@@ -50,19 +50,14 @@ from rasterio.shutil import copy as rio_copy
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-from ingest.devtools.generator import (
+from ingest.devtools.generator.common import _STRIP_ROWS, _Jp2Spec, _product_dir, _write_jp2_group, _write_xml
+from ingest.devtools.generator.sentinel1 import open_s1_measurement, s1_measurement_pixels
+from ingest.devtools.generator.sentinel2 import (
     _S2_JP2_BLOCK,
     _S2_JP2_LEVELS,
-    _STRIP_ROWS,
     Level,
     _inspire_xml,
-    _Jp2Spec,
-    _product_dir,
     _S2Model,
-    _write_jp2_group,
-    _write_xml,
-    open_s1_measurement,
-    s1_measurement_pixels,
     s2_image_files,
 )
 from ingest.stages.checksums import file_digest

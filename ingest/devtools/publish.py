@@ -1,8 +1,9 @@
 """Put products on the local provider: generate (or take a real SAFE), zip, index.
 
 Used by ``ingest dev generate``, the demo, the integration tests and the benchmarks. The provider
-collection ids are EODAG's (``S2_MSI_L2A``, ``S2_MSI_L1C``, ``S1_SAR_GRD``), so the generated
-provider configuration maps them one to one.
+collection ids are EODAG's (``S2_MSI_L2A``, ``S2_MSI_L1C``, ``S1_SAR_GRD``, ``S3_EFR``,
+``S3_OLCI_L2LFR``, ``S3_SLSTR_L1RBT``, ``S3_SLSTR_L2LST``), so the generated provider
+configuration maps them one to one.
 """
 
 from __future__ import annotations
@@ -17,23 +18,31 @@ from typing import Any, Literal
 
 from ingest.devtools import generator
 from ingest.devtools.catalog import ProviderEntry, add_product
+from ingest.devtools.generator.sentinel3 import ProductType
 
-Kind = Literal["S2_MSI_L2A", "S2_MSI_L1C", "S1_SAR_GRD"]
+Kind = Literal["S2_MSI_L2A", "S2_MSI_L1C", "S1_SAR_GRD", "S3_EFR", "S3_OLCI_L2LFR", "S3_SLSTR_L1RBT", "S3_SLSTR_L2LST"]
 KINDS: tuple[Kind, ...] = ("S2_MSI_L2A", "S2_MSI_L1C", "S1_SAR_GRD")
+S3_KINDS: tuple[Kind, ...] = ("S3_EFR", "S3_OLCI_L2LFR", "S3_SLSTR_L1RBT", "S3_SLSTR_L2LST")
+_S3_PRODUCT_TYPES: dict[Kind, ProductType] = {
+    "S3_EFR": "OL_1_EFR___",
+    "S3_OLCI_L2LFR": "OL_2_LFR___",
+    "S3_SLSTR_L1RBT": "SL_1_RBT___",
+    "S3_SLSTR_L2LST": "SL_2_LST___",
+}
 _TILES = ("31TDH", "31TCJ", "32TLR", "33UUP", "30TXN", "31UFQ")
 
 
 def safe_geometry(safe: Path) -> dict[str, Any]:
     """The product footprint as GeoJSON, read the way stactools reads it (so it equals the item's)."""
-    if safe.name.startswith("S3"):
-        from stactools.sentinel3.stac import create_item as s3_create_item
-
-        item = s3_create_item(str(safe))
-    elif safe.name.startswith("S1"):
+    if safe.name.startswith("S1"):
         from stactools.sentinel1.formats import Format
         from stactools.sentinel1.grd.stac import create_item as s1_create_item
 
         item = s1_create_item(str(safe), archive_format=Format.SAFE)
+    elif safe.name.startswith("S3"):
+        from stactools.sentinel3.stac import create_item as s3_create_item
+
+        item = s3_create_item(str(safe), skip_nc=True)  # the footprint is the manifest's
     else:
         from stactools.sentinel2.stac import create_item as s2_create_item
 
@@ -43,18 +52,9 @@ def safe_geometry(safe: Path) -> dict[str, Any]:
     return dict(item.geometry)
 
 
-def publish_safe(
-    root: Path,
-    safe: Path,
-    *,
-    collection: str,
-    sensing: datetime,
-    published: datetime,
-    geometry: dict[str, Any] | None = None,
-) -> ProviderEntry:
-    """Zip ``safe`` reproducibly and add it to the provider at ``root`` (``geometry``: the footprint to
-    advertise, for a product stactools cannot read, else stactools' own)."""
-    geometry = geometry or safe_geometry(safe)
+def publish_safe(root: Path, safe: Path, *, collection: str, sensing: datetime, published: datetime) -> ProviderEntry:
+    """Zip ``safe`` (a ``.SAFE`` or ``.SEN3`` folder) reproducibly and add it to the provider at ``root``."""
+    geometry = safe_geometry(safe)
     with tempfile.TemporaryDirectory(prefix=".publish-", dir=root if root.is_dir() else None) as tmp:
         zipped = generator.zip_product(safe, Path(tmp) / f"{safe.name.removesuffix('.SAFE').removesuffix('.SEN3')}.zip")
         return add_product(
@@ -73,8 +73,17 @@ class ProductPlan:
 
 
 def generate(plan: ProductPlan, out_dir: Path, *, size: int) -> Path:
-    """Write the planned product's SAFE into ``out_dir``; ``size``: S2 10 m width (S1: samples)."""
+    """Write the planned product into ``out_dir``; ``size``: S2 10 m width (S1: samples, S3: columns)."""
     naive = plan.sensing.astimezone(UTC).replace(tzinfo=None)
+    if plan.kind in _S3_PRODUCT_TYPES:
+        return generator.generate_s3(
+            out_dir,
+            product_type=_S3_PRODUCT_TYPES[plan.kind],
+            sensing=naive,
+            size=max(16, size),
+            seed=plan.seed,
+            center=plan.center,
+        )
     if plan.kind == "S1_SAR_GRD":
         lines = max(20, size * 16676 // 26144)
         return generator.generate_s1_grd(

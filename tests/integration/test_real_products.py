@@ -20,7 +20,9 @@ from shapely.geometry import shape
 from ingest.adapters import pgstac
 from ingest.asset_plan import THUMBNAIL_KEY
 from ingest.collections import CollectionSpec
+from ingest.devtools.catalog import add_product
 from ingest.devtools.complete import complete_real_safe, rewrite_manifest
+from ingest.devtools.generator import zip_product
 from ingest.devtools.publish import publish_safe, safe_geometry
 from ingest.harvest import harvest
 from ingest.stages import kinds
@@ -136,6 +138,11 @@ def _variant(efr: Path, out: Path, stamp: str) -> Path:
     return target
 
 
+def _offer(root: Path, sen3: Path, geometry: dict[str, Any], tmp_path: Path) -> str:
+    zipped = zip_product(sen3, tmp_path / f"{sen3.name.removesuffix('.SEN3')}.zip")
+    return add_product(root, zipped, collection="S3_EFR", geometry=geometry, datetime=START, published=START).id
+
+
 def test_hostile_sentinel3_products_are_invalid_with_the_cause_and_nothing_is_uploaded(
     make_world: WorldFactory, tmp_path: Path
 ) -> None:
@@ -161,11 +168,8 @@ def test_hostile_sentinel3_products_are_invalid_with_the_cause_and_nothing_is_up
         not_nc: "not netCDF (no netCDF or HDF5 signature): Oa07_radiance.nc",
         dtd: "DTD",
     }
-    where = safe_geometry(efr)  # the hostile ones need not be readable to be offered
-    ids = {
-        folder: publish_safe(world.root, folder, collection="S3_EFR", sensing=START, published=START, geometry=where).id
-        for folder in causes
-    }
+    where = safe_geometry(efr)  # the hostile ones are offered with the footprint of the real one
+    ids = {folder: _offer(world.root, folder, where, tmp_path) for folder in causes}
     assert set(harvest(world.conn, world.provider, world.spec).new_ids) == set(ids.values())
     for folder, cause in causes.items():
         out = world.process(ids[folder])
