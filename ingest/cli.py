@@ -279,10 +279,12 @@ def collections_list(c: Context) -> None:
 
     specs = col.load_all(c.settings.collections_dir)
     in_db = set(pgstac.collection_ids(c.settings.require_database_url()))
+    wide = max((len(cid) for cid in specs), default=0)
+    source_wide = max((len(s.source.eodag_collection) for s in specs.values()), default=0)
     for cid, spec in specs.items():
         trig = spec.harvest.cron or f"every {spec.harvest.interval}"
         synced = "in pgstac" if cid in in_db else "NOT SYNCED"
-        click.echo(f"{cid:18} {synced:10} {spec.source.eodag_collection:12} harvest {trig}")
+        click.echo(f"{cid:{wide}} {synced:10} {spec.source.eodag_collection:{source_wide}} harvest {trig}")
 
 
 # ----------------------------------------------------------------------------- acquisition

@@ -25,6 +25,11 @@ if [[ ! -s $provider_root/index.jsonl ]]; then
   echo "==> generating 6 products (2 of each kind) for the $flavour provider"
   ingest dev generate --root "$provider_root" --count 6 --start "$start"
 fi
+if ! grep -q '"S3_EFR"' "$provider_root/index.jsonl"; then  # also on a provider of an earlier demo
+  echo "==> generating 4 Sentinel-3 products (OLCI L1 EFR, L2 LFR; SLSTR L1 RBT, L2 LST)"
+  ingest dev generate --root "$provider_root" --count 4 --start "$start" --seed 100 \
+    --kind S3_EFR --kind S3_OLCI_L2LFR --kind S3_SLSTR_L1RBT --kind S3_SLSTR_L2LST
+fi
 mkdir -p .work
 echo "==> local $flavour provider at ${probe%%/odata*} (log: .work/provider.log)"
 .venv/bin/ingest --text-logs dev provider --flavour "$flavour" --root "$provider_root" >.work/provider.log 2>&1 &
@@ -38,8 +43,8 @@ done
 # discovered by sensing day (what an operator's backfill does): the collections' watermarks are the
 # provider's publication time, and the two demos' products may be harvested in either order
 end=$(date -u -d "$start + 1 day" +%F)
-for collection in sentinel-2-l2a sentinel-2-l1c sentinel-1-grd; do
-  ingest backfill "$collection" --start "$start" --end "$end"
+for spec in collections/*.yaml; do
+  ingest backfill "$(basename "$spec" .yaml)" --start "$start" --end "$end"
 done
 
 echo "==> ingest run (scheduler + worker) until every product is catalogued (log: .work/run.log)"

@@ -180,3 +180,29 @@ def test_the_browser_route_refuses_what_it_does_not_serve(migrated_db: str, stac
             assert 400 <= answer.status_code < 500, (path, answer.status_code)
         assert requests.post(server.url + "/browser/", timeout=10).status_code == 405
         assert requests.delete(server.url + "/browser/index.html", timeout=10).status_code == 405
+
+
+def test_a_sentinel3_item_page_shows_its_swath_and_its_netcdf_files(
+    make_world: WorldFactory, stack: Stack, tmp_path: Path
+) -> None:
+    # no thumbnail (a SEN3 folder has no quick-look) and assets that are netCDF, not COGs
+    world = make_world("S3_EFR", count=1, size=64)
+    harvest(world.conn, world.provider, world.spec)
+    out = world.process(world.entries[0].id)
+    assert out.state is State.CATALOGUED, out.error
+    for server in _reader_server(world.dsn, stack, tmp_path, world):
+        (item,) = requests.get(f"{server.url}/collections/{world.spec.id}/items", timeout=10).json()["features"]
+        assert "thumbnail" not in item["assets"] and "oa01-radiance" in item["assets"]
+        with chromium() as browser, tab(browser) as t:
+            _open(t, f"{server.url}/browser/#/collections/{world.spec.id}/items/{item['id']}")
+            t.page.get_by_text(item["id"]).first.wait_for(timeout=LOAD_S)
+            t.page.wait_for_function(
+                "() => [...document.querySelectorAll('.ol-viewport canvas')].some(c => c.width > 0 && c.height > 0)",
+                timeout=LOAD_S,
+            )
+            description = item["assets"]["oa01-radiance"]["description"]  # in the asset list, folded
+            t.page.get_by_text(description).first.wait_for(state="attached", timeout=LOAD_S)
+            t.page.wait_for_load_state("networkidle", timeout=LOAD_S)
+            t.screenshot("browser-sentinel3-item")
+            assert _map_pixels(t) > 200  # the swath's footprint
+            assert t.problems() == []
