@@ -1,11 +1,13 @@
 """Benchmark: the whole pipeline on full-size products, one of each kind, with and without the asset plan.
 
-    .venv/bin/python benchmarks/fullsize.py [--kinds S2_MSI_L2A,S1_SAR_GRD] [--s2-size 10980]
-                                            [--s1-samples 26144] [--rounds N] [--timeout S] [--dir DIR]
+    .venv/bin/python benchmarks/fullsize.py [--kinds S2_MSI_L2A,S1_SAR_GRD,S3_EFR] [--s2-size 10980]
+                                            [--s1-samples 26144] [--s3-columns 4865] [--rounds N]
+                                            [--timeout S] [--dir DIR]
                                             [--keep]
 
-At real dimensions: a Sentinel-2 L2A tile (10980 px at 10 m: 36 rasters in the SAFE) and a Sentinel-1
-IW GRD product (26144 samples x 16676 lines per polarisation), generated, served by the local
+At real dimensions: a Sentinel-2 L2A tile (10980 px at 10 m: 36 rasters in the SAFE), a Sentinel-1
+IW GRD product (26144 samples x 16676 lines per polarisation) and a Sentinel-3 OLCI L1 EFR frame (4865
+columns x 3749 rows, 21 radiance bands and the geolocation, tie-point and quality files), generated, served by the local
 provider and processed by one real ``ingest worker`` OS process with its default conversion pool (one
 process per core), on a throw-away stack (fsync off, as every benchmark here). Configurations, one
 run each (``--rounds N``: N each, S2 pairs in alternating order, medians reported), each on a database,
@@ -42,6 +44,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
+from typing import get_args
 
 import psycopg
 import yaml
@@ -75,13 +78,10 @@ from ingest.devtools.provider import ProviderServer
 from ingest.devtools.publish import Kind, plan_products, publish_generated
 from ingest.errors import IngestError
 from ingest.settings import Settings
+from ingest.stages.kinds import KINDS
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC_OF: dict[str, str] = {
-    "S2_MSI_L2A": "sentinel-2-l2a",
-    "S2_MSI_L1C": "sentinel-2-l1c",
-    "S1_SAR_GRD": "sentinel-1-grd",
-}
+SPEC_OF: dict[str, str] = {k.eodag: k.collection for k in KINDS if k.eodag in get_args(Kind)}
 START = datetime(2026, 4, 1, tzinfo=UTC)
 REGISTER_TIMEOUT_S = 120.0
 SAMPLE_S = 0.2
@@ -254,9 +254,10 @@ def measure(
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--kinds", default="S2_MSI_L2A,S1_SAR_GRD", help=f"comma-separated, of {', '.join(SPEC_OF)}")
+    ap.add_argument("--kinds", default="S2_MSI_L2A,S1_SAR_GRD,S3_EFR", help=f"comma-separated, of {', '.join(SPEC_OF)}")
     ap.add_argument("--s2-size", type=int, default=10980, help="S2 10 m width in px (10980: a real tile)")
     ap.add_argument("--s1-samples", type=int, default=26144, help="S1 GRD samples per line (26144: real IW)")
+    ap.add_argument("--s3-columns", type=int, default=4865, help="S3 columns (OLCI 4865, SLSTR 1500: real)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per configuration")
     ap.add_argument("--dir", type=Path, default=None, help="where the scratch directory goes (default: the temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory (products, worker logs)")
@@ -269,7 +270,8 @@ def main() -> int:
         if k not in SPEC_OF:
             ap.error(f"unknown kind {k!r}")
         kinds.append(k)
-    sizes = {"S2_MSI_L2A": args.s2_size, "S2_MSI_L1C": args.s2_size, "S1_SAR_GRD": args.s1_samples}
+    sizes = {k: args.s3_columns if k.startswith("S3_") else args.s2_size for k in SPEC_OF}
+    sizes["S1_SAR_GRD"] = args.s1_samples
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("eodag").setLevel(logging.ERROR)
     logging.getLogger("rasterio").setLevel(logging.ERROR)
