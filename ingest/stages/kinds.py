@@ -14,6 +14,7 @@ first, with its name, rather than surfacing as a netCDF library error.
 
 from __future__ import annotations
 
+import mimetypes
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ import pystac
 
 from ingest.collections import CollectionSpec
 from ingest.errors import ConfigError, InvalidProduct
+from ingest.stages.manifest import manifest_entries
 
 Mission = Literal["s1", "s2", "s3"]
 
@@ -132,12 +134,44 @@ def create_item(kind: Kind, root: Path) -> pystac.Item:
 
         s3: pystac.Item = create_s3_item(str(root))
         _lower_case_names(s3)
+        _add_unlisted_files(s3, root)
         return s3
     from stactools.sentinel1.formats import Format
     from stactools.sentinel1.grd.stac import create_item as create_grd_item
 
     grd: pystac.Item = create_grd_item(str(root), archive_format=Format.SAFE)
     return grd
+
+
+def _add_unlisted_files(item: pystac.Item, root: Path) -> None:
+    """Every file of the manifest that stactools-sentinel3 0.5 makes no asset of, as an asset.
+
+    It lists the measurements it knows and leaves the rest out: an OLCI L1 item has its 21 radiances
+    but not ``geo_coordinates.nc``, the tie-point grids or the quality flags, without which the
+    swath's pixels cannot be located or screened; an SLSTR RBT item has 11 of the product's 97
+    netCDF files. Keyed as stactools keys its own (the manifest's dataObject ID in kebab case:
+    ``geoCoordinatesData`` -> ``geo-coordinates``), described by the manifest's ``textInfo``.
+    """
+    from stactools.sentinel3.stac import sen3_to_kebab
+
+    described = {Path(a.href).resolve() for a in item.assets.values()}
+    for entry in manifest_entries(root):
+        path = root / entry.path
+        if path.resolve() in described or not path.is_file():
+            continue  # a listed file the product lacks fails the manifest check before this
+        key = sen3_to_kebab(entry.object_id) if entry.object_id else path.stem.lower()
+        if key in item.assets:
+            key = sen3_to_kebab(path.stem)
+        netcdf = path.suffix.lower() == ".nc"
+        item.add_asset(
+            key,
+            pystac.Asset(
+                href=str(path),
+                media_type=NETCDF_MEDIA_TYPE if netcdf else mimetypes.guess_type(path.name)[0],
+                description=entry.text_info,
+                roles=["data"] if netcdf else ["metadata"],
+            ),
+        )
 
 
 def _lower_case_names(item: pystac.Item) -> None:

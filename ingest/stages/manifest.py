@@ -32,6 +32,7 @@ class ManifestEntry:
     checksum_name: str | None  # as written, upper-cased: "MD5", "SHA3-256"
     checksum: Checksum | None  # None when absent or of an algorithm we do not know
     object_id: str | None
+    text_info: str | None = None  # the file's description (Sentinel-3 ``textInfo``)
 
 
 @dataclass(frozen=True)
@@ -107,12 +108,17 @@ def parse_manifest(data: bytes, name: str = "manifest.safe") -> list[ManifestEnt
                 checksum_name=name or None,
                 checksum=Checksum(algorithm, digest) if algorithm and digest else None,
                 object_id=obj.get("ID"),
+                text_info=_text_info(location),
             )
             previous = entries.get(entry.path)
             if previous is not None and (previous.checksum, previous.size) != (entry.checksum, entry.size):
                 raise ManifestError(f"manifest lists {entry.path} twice with different size/checksum")
             entries.setdefault(entry.path, entry)
     return list(entries.values())
+
+
+def _text_info(location: ET.Element | None) -> str | None:
+    return ((location.get("textInfo") if location is not None else None) or "").strip() or None
 
 
 def manifest_checksums(safe: Path) -> dict[str, Checksum]:

@@ -65,6 +65,10 @@ def test_a_real_sentinel3_product_becomes_a_valid_item_of_kept_netcdf(src: Path,
     assert item.properties["processing:level"] == kind.level
     assert item.properties["platform"] in {"sentinel-3a", "sentinel-3b"}  # lower case, as S1 and S2
     assert item.properties["constellation"] == "sentinel-3"
+    # every file of the product, not only those stactools-sentinel3 lists (OLCI L1: no geolocation)
+    assert {Path(a.href).name for a in item.assets.values()} == {p.name for p in sen3.iterdir()}
+    if kind.expected.startswith("OL_1_"):
+        assert {"geo-coordinates", "tie-geo-coordinates", "quality-flags"} <= set(item.assets)
     assert describe.raster_sources(item, spec) == []  # nothing converted
     files = describe.metadata_files(item, spec)
     assert {f.asset_key for f in files} == set(item.assets)  # every asset kept
