@@ -11,13 +11,17 @@ import yaml
 from tests.conftest import ROOT, Stack, free_port, run_cli
 
 
-def test_sync_upserts_three_collections(stack: Stack, stack_env: dict[str, str]) -> None:
+def test_sync_upserts_every_shipped_collection(stack: Stack, stack_env: dict[str, str]) -> None:
+    shipped = sorted(p.stem for p in (ROOT / "collections").glob("*.yaml"))
+    assert len(shipped) == 11  # S1 GRD, S2 L1C and L2A, eight Sentinel-3
     r = run_cli("collections", "sync", env=stack_env)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.count("synced") == 3
+    assert r.stdout.split() == [word for cid in shipped for word in ("synced", cid)]
     with psycopg.connect(stack.dsn) as conn:
         rows: dict[str, Any] = dict(conn.execute("SELECT id, content FROM pgstac.collections").fetchall())
-    assert set(rows) >= {"sentinel-2-l2a", "sentinel-2-l1c", "sentinel-1-grd"}
+    assert set(rows) >= set(shipped)
+    efr = rows["sentinel-3-olci-l1-efr"]
+    assert efr["item_assets"]["geo-coordinates"]["type"] == "application/x-netcdf"
     l2a = rows["sentinel-2-l2a"]
     assert l2a["title"] == "Sentinel-2 Level-2A"
     assert "scl" in l2a["item_assets"] and l2a["item_assets"]["scl"]["roles"]
@@ -26,7 +30,9 @@ def test_sync_upserts_three_collections(stack: Stack, stack_env: dict[str, str])
     r = run_cli("collections", "sync", "sentinel-2-l2a", env=stack_env)
     assert r.returncode == 0 and r.stdout.strip() == "synced sentinel-2-l2a"
     with psycopg.connect(stack.dsn) as conn:
-        assert conn.execute("SELECT count(*) FROM pgstac.collections WHERE id LIKE 'sentinel-%'").fetchone() == (3,)
+        assert conn.execute("SELECT count(*) FROM pgstac.collections WHERE id LIKE 'sentinel-%'").fetchone() == (
+            len(shipped),
+        )
 
 
 def test_sync_of_an_unknown_id_fails_cleanly(stack_env: dict[str, str]) -> None:
