@@ -6,10 +6,11 @@ name is searched, not matched: unpacked folder names may carry a prefix (the ESA
 ``esa_S2B_...``).
 
 Sentinel-3 products are SEN3 folders (``xfdumanifest.xml`` and netCDF files); stactools-sentinel3
-makes one item per product with every netCDF as a ``data`` asset, which the collections keep as they
-are (``ingest.stages.describe``). stactools opens each netCDF it lists (``skip_nc=False``: the
-variables' shapes and band details come from them), so a file that is not netCDF is refused here
-first, with its name, rather than surfacing as a netCDF library error.
+makes one item per product with the netCDF files it knows as ``data`` assets, the rest of the
+manifest's files are added (``_add_unlisted_files``), and the collections keep them all as they are
+(``ingest.stages.describe``). stactools opens each netCDF it lists (``skip_nc=False``: the variables'
+shapes and band details come from them), so a file that is not netCDF is refused here first, with
+its name, rather than surfacing as a netCDF library error.
 """
 
 from __future__ import annotations
