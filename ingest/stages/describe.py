@@ -224,7 +224,11 @@ def raster_sources(item: pystac.Item, spec: CollectionSpec) -> list[CogSource]:
 
 
 def _kept_data(key: str, asset: pystac.Asset, spec: CollectionSpec) -> bool:
-    return bool(set(asset.roles or []) & _RASTER_ROLES) and treatment(key, asset, spec) == "as_is"
+    return _is_data(asset) and treatment(key, asset, spec) == "as_is"
+
+
+def _is_data(asset: pystac.Asset) -> bool:
+    return bool(set(asset.roles or []) & _RASTER_ROLES)
 
 
 def band_meta(asset: pystac.Asset) -> tuple[BandMeta, ...]:
@@ -261,7 +265,7 @@ def metadata_files(item: pystac.Item, spec: CollectionSpec) -> list[MetadataFile
         if treatment(key, asset, spec) != "as_is":
             continue
         path = Path(asset.href)
-        data = bool(set(asset.roles or []) & _RASTER_ROLES)
+        data = _is_data(asset)
         if path.is_file():
             files.append(MetadataFile(key, path, _as_is_media_type(asset, path), data=data))
         elif data:

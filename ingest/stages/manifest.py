@@ -118,7 +118,8 @@ def parse_manifest(data: bytes, name: str = "manifest.safe") -> list[ManifestEnt
 
 
 def _text_info(location: ET.Element | None) -> str | None:
-    return ((location.get("textInfo") if location is not None else None) or "").strip() or None
+    text = location.get("textInfo", "").strip() if location is not None else ""
+    return text or None
 
 
 def manifest_checksums(safe: Path) -> dict[str, Checksum]:

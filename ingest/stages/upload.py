@@ -58,7 +58,7 @@ def metadata_name(asset_key: str, path: Path) -> str:
     return f"metadata/{check_segment(asset_key, 'asset key')}{path.suffix.lower()}"
 
 
-def preview_name(asset_key: str, path: Path) -> str:
+def beside_name(asset_key: str, path: Path) -> str:
     return f"{check_segment(asset_key, 'asset key')}{path.suffix.lower()}"
 
 
@@ -73,7 +73,7 @@ def plan_upload(
         PlannedObject(
             m.asset_key,
             m.path,
-            (preview_name if m.data else metadata_name)(m.asset_key, m.path),
+            (beside_name if m.data else metadata_name)(m.asset_key, m.path),
             m.media_type,
             None,
             None,
@@ -81,8 +81,7 @@ def plan_upload(
         for m in metadata
     ]
     planned += [
-        PlannedObject(m.asset_key, m.path, preview_name(m.asset_key, m.path), m.media_type, None, None)
-        for m in previews
+        PlannedObject(m.asset_key, m.path, beside_name(m.asset_key, m.path), m.media_type, None, None) for m in previews
     ]
     seen: set[str] = set()
     for p in planned:
